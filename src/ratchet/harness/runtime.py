@@ -1,0 +1,180 @@
+"""The parent side of an episode: start the harness in the sandbox and serve what it asks for.
+
+The harness program never runs in this process. It runs in `worker.py` inside the sandbox and asks
+for model calls and the python/memory skills over a pipe; this side admits each request against the
+episode budget and loop detector, serves it, and records everything into the trajectory.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import hashlib
+import json
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from ratchet.harness.budget import EpisodeBudget, EpisodeLimits
+from ratchet.harness.loader import Harness
+from ratchet.models.base import ChatModel
+from ratchet.sandbox import Sandbox, SandboxLimits, python_argv
+from ratchet.types import SamplingParams, Task, Trajectory
+
+WORKER_SOURCE = Path(__file__).with_name("worker.py")
+LOG_TAIL = 4000
+
+
+@dataclass
+class EpisodeServices:
+    """What the parent lends an episode. Shared by all episodes of an evaluation."""
+
+    model: ChatModel
+    sandbox: Sandbox
+    limits: EpisodeLimits
+    python_sandbox: Sandbox | None = None  # for the python skill; small limits
+    recall: Callable[[str], str] | None = None  # the memory skill
+
+
+def call_seed(episode_seed: int, call_index: int) -> int:
+    """Per-call sampling seed: the same for a candidate and its parent, so their runs are paired."""
+    digest = hashlib.sha256(f"{episode_seed}:{call_index}".encode()).digest()
+    return int.from_bytes(digest[:4], "big")
+
+
+class _Episode:
+    def __init__(self, harness: Harness, task: Task, services: EpisodeServices, seed: int, epoch: int):
+        self.harness, self.task, self.svc, self.seed = harness, task, services, seed
+        self.traj = Trajectory(task_id=task.id, epoch=epoch, seed=seed)
+        self.budget = EpisodeBudget(services.limits)
+        self.calls = 0
+        self.ended = asyncio.Event()
+
+    def setup_message(self) -> dict[str, Any]:
+        return {
+            "task": {"id": self.task.id, "input": self.task.input, "metadata": self.task.metadata},
+            "params": self.harness.params.values(),
+            "skills_enabled": list(self.harness.params.skills_enabled),
+            "budget": {"steps_left": self.budget.steps_left, "tokens_left": self.budget.tokens_left},
+        }
+
+    def end(self, error: str | None = None) -> None:
+        if error and not self.traj.error:
+            self.traj.error = error
+        self.ended.set()
+
+    async def handle(self, msg: dict[str, Any], reply: Callable[[dict[str, Any]], None]) -> None:
+        op = msg.get("op")
+        if op == "done":
+            self.traj.output = msg.get("output")
+            self.end(msg.get("error"))
+            return
+        if op == "tool":  # a local tool ran inside the sandbox; record it as a step
+            self.traj.tool_calls.append({k: msg.get(k) for k in ("name", "args", "result", "error")})
+            if msg.get("error"):
+                self.traj.tool_errors += 1
+            why = self.budget.admit({"op": "tool", "name": msg.get("name"), "args": msg.get("args")})
+            if why:
+                self.traj.loop = self.budget.loop
+                return self.end(why)
+            return reply({"id": msg.get("id"), "ok": True})
+        why = self.budget.admit({k: msg.get(k) for k in ("op", "name", "messages", "params", "args", "kwargs")})
+        if why:
+            self.traj.loop = self.budget.loop
+            reply({"id": msg.get("id"), "ok": False, "error": why})
+            return self.end(why)
+        try:
+            result = await (self._llm(msg) if op == "llm" else self._skill(msg))
+        except Exception as e:  # a refused or failed request is reported to the program, which may recover
+            self.traj.tool_errors += op != "llm"
+            reply({"id": msg.get("id"), "ok": False, "error": f"{type(e).__name__}: {e}"})
+            return
+        reply({"id": msg.get("id"), "ok": True, **result, "steps_left": self.budget.steps_left,
+               "tokens_left": self.budget.tokens_left})
+
+    async def _llm(self, msg: dict[str, Any]) -> dict[str, Any]:
+        raw = dict(msg.get("params") or {})
+        raw.setdefault("seed", call_seed(self.seed, self.calls))
+        self.calls += 1
+        params = SamplingParams.from_json(raw)
+        messages = list(msg.get("messages") or [])
+        completion = await self.svc.model.chat(messages, params)
+        self.budget.charge(completion.prompt_tokens + completion.completion_tokens)
+        self.traj.tokens = self.budget.tokens
+        self.traj.messages.append({"request": messages, "params": params.to_json(), "replies": completion.texts,
+                                   "cached": completion.cached})
+        return {"texts": completion.texts}
+
+    async def _skill(self, msg: dict[str, Any]) -> dict[str, Any]:
+        name, args, kwargs = msg.get("name"), msg.get("args") or [], msg.get("kwargs") or {}
+        if name == "python":
+            code = kwargs.get("code", args[0] if args else "")
+            box = self.svc.python_sandbox or self.svc.sandbox
+            res = await box.run(python_argv("snippet.py"), files={"snippet.py": str(code)})
+            result = {"stdout": res.stdout, "stderr": res.stderr, "returncode": res.returncode, "error": res.reason}
+            failed = res.returncode != 0
+        elif name == "memory":
+            query = kwargs.get("query", args[0] if args else "")
+            result, failed = (self.svc.recall(str(query)) if self.svc.recall else ""), False
+        else:
+            raise ValueError(f"the parent serves only the python and memory skills, not {name!r}")
+        self.traj.tool_calls.append({"name": name, "args": args, "kwargs": kwargs, "result": result})
+        self.traj.tool_errors += failed
+        return {"result": result}
+
+
+async def _pump_replies(proc: asyncio.subprocess.Process, episode: _Episode) -> None:
+    tasks: set[asyncio.Task] = set()
+
+    def reply(obj: dict[str, Any]) -> None:
+        if proc.stdin and not proc.stdin.is_closing():
+            proc.stdin.write((json.dumps(obj) + "\n").encode())
+
+    while not episode.ended.is_set():
+        line = await proc.stdout.readline()
+        if not line:
+            await proc.wait()
+            episode.end(f"crash: the harness process exited with code {proc.returncode} before finishing")
+            break
+        try:
+            msg = json.loads(line)
+        except json.JSONDecodeError:
+            episode.end("crash: the harness process wrote something that is not a protocol message")
+            break
+        if msg.get("op") == "done":  # handled in line, so the exit that follows is not taken for a crash
+            await episode.handle(msg, reply)
+            break
+        t = asyncio.create_task(episode.handle(msg, reply))
+        tasks.add(t)
+        t.add_done_callback(tasks.discard)
+    for t in tasks:
+        t.cancel()
+
+
+async def run_episode(harness: Harness, task: Task, services: EpisodeServices, seed: int, epoch: int = 0) -> Trajectory:
+    """Run one episode in the sandbox; the returned trajectory is not scored yet."""
+    ep = _Episode(harness, task, services, seed, epoch)
+    started = time.monotonic()
+    files = {**harness.files, "worker.py": WORKER_SOURCE.read_text()}
+    async with await services.sandbox.spawn(python_argv("worker.py"), files=files) as box:
+        proc = box.proc
+        proc.stdin.write((json.dumps(ep.setup_message()) + "\n").encode())
+        try:
+            async with asyncio.timeout(services.limits.timeout_s):
+                await _pump_replies(proc, ep)
+        except TimeoutError:
+            ep.end(f"timeout: the episode ran past {services.limits.timeout_s:g}s")
+        await box.kill()
+        log = box.stderr_text()
+    ep.traj.steps = ep.budget.steps
+    ep.traj.tokens = ep.budget.tokens
+    ep.traj.seconds = round(time.monotonic() - started, 4)
+    ep.traj.log = log[-LOG_TAIL:]
+    return ep.traj
+
+
+def python_sandbox_limits(base: SandboxLimits) -> SandboxLimits:
+    """The python skill gets a tighter box than the harness itself."""
+    return SandboxLimits(memory_mb=min(base.memory_mb, 512), cpu_s=min(base.cpu_s, 10), max_procs=16,
+                         file_mb=min(base.file_mb, 8), output_kb=min(base.output_kb, 64), wall_s=10.0)

@@ -1,0 +1,115 @@
+"""The ledger's tables (SQLAlchemy Core), the same on SQLite and PostgreSQL.
+
+The ledger is the source of truth of every loop: what ran, what was proposed, what was decided and
+why, and where every training example came from. Rows are only added or moved forward in status;
+nothing is deleted, so an audit can replay a run.
+"""
+
+from __future__ import annotations
+
+import sqlalchemy as sa
+
+SCHEMA_VERSION = 1
+
+metadata = sa.MetaData()
+
+meta = sa.Table(
+    "ratchet_meta", metadata,
+    sa.Column("key", sa.String(64), primary_key=True),
+    sa.Column("value", sa.Text, nullable=False),
+)
+
+runs = sa.Table(
+    "runs", metadata,
+    sa.Column("id", sa.String(64), primary_key=True),
+    sa.Column("kind", sa.String(16), nullable=False),  # eval | evolve | flywheel | research
+    sa.Column("project", sa.Text, nullable=False),
+    sa.Column("status", sa.String(16), nullable=False),  # running | stopped | finished | failed
+    sa.Column("config", sa.JSON, nullable=False),
+    sa.Column("summary", sa.JSON, nullable=False, default=dict),
+    sa.Column("created_at", sa.Float, nullable=False),
+    sa.Column("updated_at", sa.Float, nullable=False),
+)
+
+evals = sa.Table(
+    "evals", metadata,
+    sa.Column("id", sa.String(64), primary_key=True),  # a hash of everything that fixes the outcome
+    sa.Column("run_id", sa.String(64), sa.ForeignKey("runs.id"), nullable=True),
+    sa.Column("candidate_id", sa.String(64), nullable=True),
+    sa.Column("harness", sa.String(64), nullable=False),  # harness fingerprint or commit
+    sa.Column("model", sa.Text, nullable=False),
+    sa.Column("suite", sa.Text, nullable=False),
+    sa.Column("suite_fingerprint", sa.String(64), nullable=False),
+    sa.Column("split", sa.String(16), nullable=False),
+    sa.Column("epochs", sa.Integer, nullable=False),
+    sa.Column("seed", sa.Integer, nullable=False),
+    sa.Column("n_tasks", sa.Integer, nullable=False),
+    sa.Column("status", sa.String(16), nullable=False),  # running | done
+    sa.Column("result", sa.JSON, nullable=True),
+    sa.Column("created_at", sa.Float, nullable=False),
+)
+
+rollouts = sa.Table(
+    "rollouts", metadata,
+    sa.Column("id", sa.Integer, primary_key=True, autoincrement=True),
+    sa.Column("eval_id", sa.String(64), sa.ForeignKey("evals.id"), nullable=False),
+    sa.Column("task_id", sa.Text, nullable=False),
+    sa.Column("epoch", sa.Integer, nullable=False),
+    sa.Column("seed", sa.BigInteger, nullable=False),
+    sa.Column("score", sa.Float, nullable=False),
+    sa.Column("signal", sa.String(16), nullable=False),
+    sa.Column("data", sa.JSON, nullable=False),
+    sa.Column("created_at", sa.Float, nullable=False),
+    sa.UniqueConstraint("eval_id", "task_id", "epoch", name="uq_rollout"),
+)
+
+candidates = sa.Table(
+    "candidates", metadata,
+    sa.Column("id", sa.String(64), primary_key=True),
+    sa.Column("run_id", sa.String(64), sa.ForeignKey("runs.id"), nullable=False),
+    sa.Column("round", sa.Integer, nullable=False),
+    sa.Column("parent_id", sa.String(64), nullable=True),
+    sa.Column("commit", sa.String(64), nullable=True),
+    sa.Column("proposer", sa.String(16), nullable=False),
+    sa.Column("summary", sa.Text, nullable=False, default=""),
+    sa.Column("rationale", sa.Text, nullable=False, default=""),
+    sa.Column("hypothesis", sa.Text, nullable=False, default=""),
+    sa.Column("diff", sa.Text, nullable=False, default=""),
+    sa.Column("fingerprint", sa.String(64), nullable=True),
+    # proposed | guard_rejected | awaiting_approval | approved | evaluating | accepted | rejected | failed | duplicate
+    sa.Column("status", sa.String(20), nullable=False),
+    sa.Column("decision", sa.JSON, nullable=False, default=dict),
+    sa.Column("cost", sa.JSON, nullable=False, default=dict),
+    sa.Column("created_at", sa.Float, nullable=False),
+    sa.Column("updated_at", sa.Float, nullable=False),
+    sa.UniqueConstraint("run_id", "round", name="uq_candidate_round"),
+)
+
+lessons = sa.Table(
+    "lessons", metadata,
+    sa.Column("id", sa.Integer, primary_key=True, autoincrement=True),
+    sa.Column("run_id", sa.String(64), sa.ForeignKey("runs.id"), nullable=False),
+    sa.Column("round", sa.Integer, nullable=False),
+    sa.Column("candidate_id", sa.String(64), nullable=True),
+    sa.Column("text", sa.Text, nullable=False),
+    sa.Column("data", sa.JSON, nullable=False),
+    sa.Column("created_at", sa.Float, nullable=False),
+    sa.UniqueConstraint("run_id", "round", name="uq_lesson_round"),
+)
+
+events = sa.Table(  # unseals, approvals, budget stops, strategy switches: the audit trail
+    "events", metadata,
+    sa.Column("id", sa.Integer, primary_key=True, autoincrement=True),
+    sa.Column("run_id", sa.String(64), nullable=True),
+    sa.Column("kind", sa.String(32), nullable=False),
+    sa.Column("data", sa.JSON, nullable=False),
+    sa.Column("created_at", sa.Float, nullable=False),
+)
+
+state = sa.Table(  # small per-run state that resume needs exactly (proposer, holdout mechanism)
+    "run_state", metadata,
+    sa.Column("run_id", sa.String(64), primary_key=True),
+    sa.Column("key", sa.String(64), primary_key=True),
+    sa.Column("value", sa.JSON, nullable=False),
+    sa.Column("updated_at", sa.Float, nullable=False),
+)

@@ -1,0 +1,63 @@
+"""Open a project: turn ratchet.toml into a suite, a model, a sandbox, a ledger and an evaluator."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+
+from ratchet.config import ModelSection, ProjectConfig, load_project
+from ratchet.evaluate import Evaluator
+from ratchet.harness.budget import EpisodeLimits
+from ratchet.harness.runtime import EpisodeServices, python_sandbox_limits
+from ratchet.ledger import Ledger
+from ratchet.models import build_model
+from ratchet.models.base import ChatModel
+from ratchet.sandbox import Sandbox, SandboxLimits
+from ratchet.suites import build_suite, tasks_for_split
+from ratchet.suites.base import Suite
+from ratchet.types import Task
+
+
+@dataclass
+class Project:
+    cfg: ProjectConfig
+    suite: Suite
+    model: ChatModel
+    ledger: Ledger
+    services: EpisodeServices
+    evaluator: Evaluator
+
+    @property
+    def root(self) -> Path:
+        return self.cfg.root
+
+    def tasks(self, split: str, limit: int | None = None) -> list[Task]:
+        tasks = tasks_for_split(self.suite, split, self.cfg.suite.splits.model_dump(), self.cfg.suite.split_salt)
+        return tasks[:limit] if limit else tasks
+
+    async def aclose(self) -> None:
+        await self.model.aclose()
+        self.ledger.close()
+
+
+def make_services(cfg: ProjectConfig, model: ChatModel, recall=None) -> EpisodeServices:
+    limits = SandboxLimits.from_section(cfg.sandbox, wall_s=cfg.eval.timeout_s + 5)
+    return EpisodeServices(
+        model=model,
+        sandbox=Sandbox(limits, backend=cfg.sandbox.backend),
+        limits=EpisodeLimits(cfg.eval.max_steps, cfg.eval.max_tokens, cfg.eval.timeout_s, cfg.eval.loop_repeats),
+        python_sandbox=Sandbox(python_sandbox_limits(limits), backend=cfg.sandbox.backend),
+        recall=recall,
+    )
+
+
+def open_project(path: str | Path, model: ModelSection | None = None, ledger_url: str | None = None) -> Project:
+    cfg = load_project(path)
+    if model is not None:
+        cfg = cfg.model_copy(update={"model": model})
+    cfg.state_dir.mkdir(parents=True, exist_ok=True)
+    ledger = Ledger(ledger_url or cfg.ledger_url)
+    suite = build_suite(cfg.suite, cfg.root)
+    chat = build_model(cfg.model, cfg.root, cfg.state_dir / "cache.sqlite")
+    services = make_services(cfg, chat)
+    return Project(cfg, suite, chat, ledger, services, Evaluator(suite, services, ledger, cfg.eval.concurrency))

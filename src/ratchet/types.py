@@ -1,0 +1,126 @@
+"""The small shared vocabulary: tasks, scores, sampling parameters, completions, trajectories.
+
+Everything here is plain data (dataclasses), so it crosses process boundaries as JSON and lands in
+the ledger unchanged. Protocols that act on it live next to their implementations
+(`models.base.ChatModel`, `suites.base.Suite`).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from dataclasses import dataclass, field
+from typing import Any
+
+Message = dict[str, str]  # {"role": "system"|"user"|"assistant"|"tool", "content": "..."}
+
+
+@dataclass(frozen=True)
+class Task:
+    """One task as the harness sees it. The gold answer is *not* here: it stays inside the suite."""
+
+    id: str
+    input: str
+    metadata: dict[str, Any] = field(default_factory=dict)
+
+    def to_json(self) -> dict[str, Any]:
+        return dataclasses.asdict(self)
+
+
+@dataclass(frozen=True)
+class Score:
+    value: float  # in [0, 1]
+    feedback: str = ""
+
+
+@dataclass(frozen=True)
+class SamplingParams:
+    temperature: float = 0.0
+    top_p: float = 1.0
+    max_tokens: int = 128
+    n: int = 1
+    stop: tuple[str, ...] = ()
+    seed: int | None = None
+
+    def __post_init__(self) -> None:
+        if not 0.0 <= self.temperature <= 5.0:
+            raise ValueError(f"temperature must be in [0, 5], got {self.temperature}")
+        if not 0.0 < self.top_p <= 1.0:
+            raise ValueError(f"top_p must be in (0, 1], got {self.top_p}")
+        if self.max_tokens < 1:
+            raise ValueError(f"max_tokens must be >= 1, got {self.max_tokens}")
+        if self.n < 1:
+            raise ValueError(f"n must be >= 1, got {self.n}")
+        object.__setattr__(self, "stop", tuple(self.stop))
+
+    def to_json(self) -> dict[str, Any]:
+        d = dataclasses.asdict(self)
+        d["stop"] = list(self.stop)
+        return d
+
+    @classmethod
+    def from_json(cls, d: dict[str, Any]) -> SamplingParams:
+        known = {f.name for f in dataclasses.fields(cls)}
+        unknown = set(d) - known
+        if unknown:
+            raise ValueError(f"unknown sampling parameter(s) {sorted(unknown)}; known: {sorted(known)}")
+        return cls(**d)
+
+
+@dataclass
+class Completion:
+    texts: list[str]  # one per sample (params.n)
+    prompt_tokens: int = 0
+    completion_tokens: int = 0
+    cached: bool = False
+
+    @property
+    def text(self) -> str:
+        return self.texts[0]
+
+
+@dataclass
+class Trajectory:
+    """One episode of a harness on a task: what happened, what came out, how it scored."""
+
+    task_id: str
+    epoch: int
+    seed: int
+    messages: list[dict[str, Any]] = field(default_factory=list)  # every model call: request + reply
+    tool_calls: list[dict[str, Any]] = field(default_factory=list)
+    output: str | None = None
+    score: float = 0.0
+    feedback: str = ""
+    # process signals, kept apart from the outcome so filters can use both
+    steps: int = 0
+    tool_errors: int = 0
+    loop: bool = False
+    tokens: int = 0
+    seconds: float = 0.0
+    error: str | None = None  # why the episode ended abnormally (timeout, budget, crash, loop)
+    log: str = ""  # what the harness printed (tail)
+
+    @property
+    def failure_signal(self) -> str:
+        """A coarse label for grouping failures: ok, wrong_answer, format, tool_error, loop, timeout, budget, crash."""
+        if self.score >= 1.0:
+            return "ok"
+        if self.loop:
+            return "loop"
+        if self.error:
+            for key in ("timeout", "budget", "memory"):
+                if key in self.error.lower():
+                    return key
+            return "crash"
+        if self.tool_errors:
+            return "tool_error"
+        if not (self.output or "").strip() or "format" in self.feedback.lower():
+            return "format"
+        return "wrong_answer"
+
+    def to_json(self) -> dict[str, Any]:
+        return dataclasses.asdict(self)
+
+    @classmethod
+    def from_json(cls, d: dict[str, Any]) -> Trajectory:
+        known = {f.name for f in dataclasses.fields(cls)}
+        return cls(**{k: v for k, v in d.items() if k in known})
