@@ -25,7 +25,7 @@ enabled = ["calculator", "python", "memory"]
 
 
 class ArithmeticModel:
-    """Answers 'Calculate A op B.' correctly when temperature is 0, wrongly otherwise: a knob with an effect."""
+    """Answers 'Calculate A op B.' correctly when temperature <= 0.3, wrongly otherwise: a knob with an effect."""
 
     name = "arith-fake"
 
@@ -41,7 +41,7 @@ class ArithmeticModel:
         else:
             a, op, b = int(m.group(1)), m.group(2), int(m.group(3))
             value = {"+": a + b, "-": a - b, "*": a * b}[op]
-            reply = str(value if params.temperature == 0 else value + 1)
+            reply = str(value if params.temperature <= 0.3 else value + 1)
         return Completion(texts=[reply] * params.n, prompt_tokens=len(text.split()), completion_tokens=1)
 
     async def aclose(self) -> None:
@@ -74,3 +74,80 @@ def harness_factory(tmp_path):
         return load_harness(write_harness(tmp_path / f"h{counter['n']}", code, params, **extra))
 
     return make
+
+
+PROJECT_TOML = """
+[project]
+name = "fake-arith"
+harness = "harness"
+
+[model]
+backend = "scripted"
+name = "arith-fake"
+
+[suite]
+kind = "jsonl"
+path = "tasks.jsonl"
+match = "numeric"
+
+[suite.splits]
+train = 0.2
+dev = 0.4
+holdout = 0.3
+test = 0.1
+
+[eval]
+concurrency = 16
+max_steps = 4
+timeout_s = 20
+
+[loop]
+proposer = "search"
+rounds = 4
+epochs = 1
+alpha = 0.05
+
+[guard]
+approve = "never"
+"""
+
+SEED_HARNESS = "def solve(task, ctx):\n    return ctx.llm(task.input)\n"
+SEED_PARAMS = """[temperature]
+type = "float"
+range = [0.0, 1.0]
+value = 0.9
+
+[style]
+type = "choice"
+choices = ["plain", "terse"]
+value = "plain"
+"""
+
+
+def make_project_dir(root: Path, n_tasks: int = 60, toml: str = PROJECT_TOML, harness: str = SEED_HARNESS,
+                     params: str = SEED_PARAMS) -> Path:
+    import json
+
+    root.mkdir(parents=True, exist_ok=True)
+    (root / "ratchet.toml").write_text(toml)
+    lines = [json.dumps({"id": f"q{i}", "input": f"Calculate {i} + {2 * i + 1}.", "answer": 3 * i + 1}) for i in range(n_tasks)]
+    (root / "tasks.jsonl").write_text("\n".join(lines) + "\n")
+    write_harness(root / "harness", harness, params)
+    return root
+
+
+def fake_project(root: Path, model=None):
+    """Open a project the way `open_project` does, but with an in-process fake model."""
+    from ratchet.config import load_project
+    from ratchet.evaluate import Evaluator
+    from ratchet.ledger import Ledger
+    from ratchet.project import Project, make_services
+    from ratchet.suites import build_suite
+
+    cfg = load_project(root)
+    cfg.state_dir.mkdir(parents=True, exist_ok=True)
+    ledger = Ledger(cfg.ledger_url)
+    suite = build_suite(cfg.suite, cfg.root)
+    model = model or ArithmeticModel()
+    services = make_services(cfg, model)
+    return Project(cfg, suite, model, ledger, services, Evaluator(suite, services, ledger, cfg.eval.concurrency))

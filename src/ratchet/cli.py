@@ -119,6 +119,171 @@ def eval_(
     console.print(f"wrote {out}")
 
 
+def _open(project: Path, **kw):
+    from ratchet.project import open_project
+
+    try:
+        return open_project(project, **kw)
+    except ConfigError as e:
+        _fail(str(e))
+
+
+def _run_id(proj, run: str | None, kind: str = "evolve") -> str:
+    if run:
+        return run
+    latest = proj.ledger.latest_run(kind, proj.cfg.project.name)
+    if latest is None:
+        _fail(f"no {kind} run of this project in the ledger yet; start one with `ratchet {kind} PROJECT`")
+    return latest["id"]
+
+
+@app.command()
+def evolve(
+    project: Path = ProjectArg,
+    rounds: Optional[int] = typer.Option(None, help="Rounds to run (default: [loop] rounds). With --resume: the new total."),
+    proposer: Optional[str] = typer.Option(None, help="search | llm | mix (default: [loop] proposer)."),
+    approve: Optional[str] = typer.Option(None, help="never | risky | always: which candidates wait for `ratchet approve`."),
+    resume: bool = typer.Option(False, "--resume", help="Continue the latest evolve run of this project after a stop, crash or kill."),
+    run: Optional[str] = typer.Option(None, help="Continue this run id instead of the latest."),
+) -> None:
+    """Improve the harness round by round; keep a change only on paired evidence confirmed on holdout.
+
+    Each round: select a parent, analyse its dev failures, propose a change (search over params.toml
+    knobs, an LLM patch, or a mix), guard it, evaluate it paired against its parent, decide, and write
+    a lesson to the ledger and memory.md. A stop file ([guard] stop_file) or Ctrl-C stops cleanly after
+    the current step; `--resume` continues.
+    """
+    from ratchet.loop.control import StopControl  # noqa: F401  (import check before the model loads)
+    from ratchet.loop.evolve import EvolveOptions, evolve as run_evolve
+
+    if proposer and proposer not in ("search", "llm", "mix"):
+        _fail(f"unknown proposer {proposer!r}; use search, llm or mix")
+    if approve and approve not in ("never", "risky", "always"):
+        _fail(f"unknown approval mode {approve!r}; use never, risky or always")
+    proj = _open(project)
+    opts = EvolveOptions(rounds=rounds, proposer=proposer, approve=approve, resume=resume or bool(run), run_id=run)
+
+    async def go():
+        try:
+            return await run_evolve(proj, opts, say=lambda m: console.print(m, highlight=False))
+        finally:
+            await proj.aclose()
+
+    try:
+        outcome = asyncio.run(go())
+    except ValueError as e:
+        _fail(str(e))
+    if outcome.status == "stopped":
+        console.print(f"stopped: {outcome.reason}. Continue with: ratchet evolve {project} --resume")
+        raise typer.Exit(130 if "Ctrl-C" in outcome.reason else 0)
+    console.print(f"finished: {outcome.reason}")
+    if outcome.table:
+        console.print(table(f"run {outcome.run_id}: seed vs best", ["harness", "candidate", "commit", "dev", "holdout"],
+                            [[r["harness"], r["candidate"], r["commit"], f"{r['dev']:.3f}", f"{r['holdout']:.3f}"]
+                             for r in outcome.table]))
+    console.print(f"the test split is sealed; `ratchet test {project} --unseal` scores seed and best on it (recorded)")
+
+
+@app.command("log")
+def log_(project: Path = ProjectArg, run: Optional[str] = typer.Option(None, help="Run id (default: the latest evolve run)."),
+         runs: bool = typer.Option(False, "--runs", help="List the runs instead.")) -> None:
+    """The history of a run as a table: round, candidate, parent, change, dev delta with CI, holdout, decision."""
+    from ratchet.loop.views import LOG_COLUMNS, log_rows
+
+    proj = _open(project)
+    if runs:
+        console.print(table("runs", ["run", "kind", "status", "rounds", "best dev", "unseals"],
+                            [[r["id"], r["kind"], r["status"], (r["summary"] or {}).get("round", "-"),
+                              (r["summary"] or {}).get("best_dev", "-"), (r["summary"] or {}).get("unseals", 0)]
+                             for r in proj.ledger.runs()]))
+        return
+    run_id = _run_id(proj, run)
+    summary = proj.ledger.run(run_id)["summary"] or {}
+    console.print(table(f"run {run_id} ({proj.ledger.run(run_id)['status']})", LOG_COLUMNS, log_rows(proj.ledger, run_id)))
+    unseals = proj.ledger.events(run_id, "unseal")
+    test = summary.get("test")
+    console.print(f"sealed test: unsealed {len(unseals)} time(s)" + (f"; last: seed {test['seed']:.3f}, best {test['best']:.3f}" if test else ""))
+
+
+@app.command()
+def show(project: Path = ProjectArg, candidate: str = typer.Argument(..., help="Candidate id (or a unique prefix).")) -> None:
+    """One candidate: its diff, rationale, hypothesis, decision figures and lesson."""
+    from ratchet.loop.views import show_text
+
+    proj = _open(project)
+    try:
+        console.print(show_text(proj.ledger, candidate), highlight=False, markup=False)
+    except ValueError as e:
+        _fail(str(e))
+
+
+def _set_approval(project: Path, candidate: str, status: str) -> None:
+    proj = _open(project)
+    row = proj.ledger.candidate(candidate)
+    if row is None:
+        _fail(f"no candidate {candidate!r}; `ratchet log PROJECT` lists them")
+    if row["status"] != "awaiting_approval":
+        _fail(f"candidate {row['id']} is {row['status']}, not awaiting approval")
+    proj.ledger.update_candidate(row["id"], status=status)
+    proj.ledger.add_event("approval", {"candidate": row["id"], "decision": status, "by": "cli"}, run_id=row["run_id"])
+    console.print(f"{row['id']}: {status}")
+
+
+@app.command("approve")
+def approve_(project: Path = ProjectArg, candidate: str = typer.Argument(..., help="Candidate id awaiting approval.")) -> None:
+    """Let a waiting (risky) candidate be evaluated."""
+    _set_approval(project, candidate, "approved")
+
+
+@app.command("reject")
+def reject_(project: Path = ProjectArg, candidate: str = typer.Argument(..., help="Candidate id awaiting approval.")) -> None:
+    """Refuse a waiting candidate; the loop records it and moves on."""
+    _set_approval(project, candidate, "rejected")
+
+
+@app.command()
+def adopt(project: Path = ProjectArg, candidate: str = typer.Argument("best", help="Candidate id, or 'best' of the latest run."),
+          run: Optional[str] = typer.Option(None, help="Run id (default: the latest evolve run).")) -> None:
+    """Bring a candidate's harness onto your branch (the only command that touches it)."""
+    from ratchet.loop.gitrepo import CandidateRepo
+
+    proj = _open(project)
+    if candidate == "best":
+        run_id = _run_id(proj, run)
+        commit = CandidateRepo(proj.cfg.harness_dir, run_id, state_dir=proj.cfg.state_dir).best()
+    else:
+        row = proj.ledger.candidate(candidate)
+        if row is None or not row["commit"]:
+            _fail(f"no candidate {candidate!r} with a commit; `ratchet log PROJECT` lists them")
+        run_id, commit = row["run_id"], row["commit"]
+    new = CandidateRepo(proj.cfg.harness_dir, run_id, state_dir=proj.cfg.state_dir).adopt(commit)
+    proj.ledger.add_event("adopt", {"candidate": candidate, "commit": commit, "result": new}, run_id=run_id)
+    console.print(f"adopted {commit[:10]} onto your branch as {new[:10]}")
+
+
+@app.command("test")
+def test_(project: Path = ProjectArg, unseal: bool = typer.Option(False, "--unseal", help="Really score the sealed test split (recorded)."),
+          run: Optional[str] = typer.Option(None, help="Run id (default: the latest evolve run).")) -> None:
+    """Score the seed and the best harness of a run on the sealed test split. Every unseal is recorded."""
+    from ratchet.loop.sealed import unseal as do_unseal
+
+    proj = _open(project)
+    run_id = _run_id(proj, run)
+    previous = len(proj.ledger.events(run_id, "unseal"))
+    if not unseal:
+        _fail(f"the test split is sealed (unsealed {previous} time(s) so far for {run_id}); pass --unseal to score it")
+
+    async def go():
+        try:
+            return await do_unseal(proj, run_id)
+        finally:
+            await proj.aclose()
+
+    rec = asyncio.run(go())
+    console.print(table(f"sealed test of {run_id} (unseal #{rec['unseal_number']})", ["harness", "commit", "test accuracy ± se", "tasks"],
+                        [[k, rec[k]["commit"], score_pm(rec[k]["mean"], rec[k]["se"]), rec[k]["n_tasks"]] for k in ("seed", "best")]))
+
+
 def main() -> None:  # pragma: no cover - console entry for `python -m ratchet`
     try:
         app()

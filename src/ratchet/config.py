@@ -43,6 +43,7 @@ class ModelSection(_Section):
     max_retries: int = Field(default=4, ge=0)
     script: str | None = None  # scripted: path to a python file defining reply(messages, params) -> str
     cache: bool = True
+    usd_per_mtok: float = Field(default=0.0, ge=0)  # price per million tokens, for the money budget
 
 
 class SplitFractions(_Section):
@@ -100,12 +101,13 @@ class LoopSection(_Section):
     proposer: Literal["llm", "search", "mix"] = "mix"
     rounds: int = Field(default=20, ge=1)
     parent_selection: Literal["best", "pareto"] = "best"
-    alpha: float = Field(default=0.05, gt=0, lt=1)
+    alpha: float = Field(default=0.05, gt=0, lt=0.5)
     epochs: int = Field(default=2, ge=1)
     slice_fraction: float = Field(default=0.4, gt=0, le=1)  # first slice of dev for early stopping
     min_effect: float = 0.0  # minimal mean improvement worth keeping
     holdout_budget: int = Field(default=20, ge=1)  # Thresholdout: how many holdout answers the loop may draw on
     holdout_noise: float = Field(default=0.02, ge=0)  # Thresholdout: Laplace noise scale
+    holdout_threshold: float = Field(default=0.08, gt=0)  # Thresholdout: ~ the SE of a paired holdout difference
     max_failures_shown: int = Field(default=8, ge=1)
     strategy_switch_after: int = Field(default=5, ge=1)  # rejections in a row before changing strategy
     proposer_model: ModelSection | None = None  # the llm proposer's model; defaults to [model]

@@ -10,7 +10,6 @@ from ratchet.evaluate import Evaluator
 from ratchet.harness.budget import EpisodeLimits
 from ratchet.harness.runtime import EpisodeServices, python_sandbox_limits
 from ratchet.ledger import Ledger
-from ratchet.models import build_model
 from ratchet.models.base import ChatModel
 from ratchet.sandbox import Sandbox, SandboxLimits
 from ratchet.suites import build_suite, tasks_for_split
@@ -52,6 +51,8 @@ def make_services(cfg: ProjectConfig, model: ChatModel, recall=None) -> EpisodeS
 
 
 def open_project(path: str | Path, model: ModelSection | None = None, ledger_url: str | None = None) -> Project:
+    from ratchet.models import build_model  # here, so that opening a project's ledger does not load torch
+
     cfg = load_project(path)
     if model is not None:
         cfg = cfg.model_copy(update={"model": model})

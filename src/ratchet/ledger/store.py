@@ -6,7 +6,6 @@ Secrets are redacted before anything is stored (see `redact`).
 
 from __future__ import annotations
 
-import json
 import os
 import re
 import time
@@ -160,7 +159,7 @@ class Ledger:
         with self.engine.connect() as c:
             rows = c.execute(sa.select(s.rollouts.c.data).where(s.rollouts.c.eval_id == eval_id)
                              .order_by(s.rollouts.c.task_id, s.rollouts.c.epoch))
-            return [Trajectory.from_json(_json(r[0])) for r in rows]
+            return [Trajectory.from_json(r[0]) for r in rows]
 
     def rollout_count(self, run_id: str | None = None) -> int:
         q = sa.select(sa.func.count()).select_from(s.rollouts)
@@ -243,11 +242,7 @@ class Ledger:
     def get_state(self, run_id: str, key: str, default: Any = None) -> Any:
         with self.engine.connect() as c:
             row = c.execute(sa.select(s.state.c.value).where(s.state.c.run_id == run_id, s.state.c.key == key)).first()
-        return _json(row[0]) if row else default
-
-
-def _json(value: Any) -> Any:
-    return json.loads(value) if isinstance(value, str) else value
+        return row[0] if row else default
 
 
 def _safe_url(url: str) -> str:

@@ -1,0 +1,1 @@
+"""The one loop engine: archive, proposers, guardrails, decision, holdout, analysis, memory."""

@@ -1,0 +1,308 @@
+"""The one loop: select parent -> analyse failures -> propose -> guard -> evaluate (paired) -> decide -> remember.
+
+Every step writes to the ledger before the next begins, and each round's candidate row carries its
+status, so a run killed at any point resumes where it was: a round with a row continues from that
+row (evaluations resume from their recorded rollouts), a round without one is proposed again from
+the proposer state saved after the previous round.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import math
+import random
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from ratchet.config import GuardSection, LoopSection
+from ratchet.evaluate import EvalInterrupted
+from ratchet.ledger import Ledger
+from ratchet.loop import archive as arch
+from ratchet.loop.arena import Arena
+from ratchet.loop.control import StopControl
+from ratchet.loop.decision import DecisionStats, decide_dev, decide_slice
+from ratchet.loop.edits import changed_files
+from ratchet.loop.gitrepo import CandidateRepo
+from ratchet.loop.guard import check_candidate, proposal_fingerprint
+from ratchet.loop.holdout import Thresholdout
+from ratchet.loop.memory import Lesson, draft_next_step, lesson_text, recall, write_memory_md
+from ratchet.loop.proposers.base import Proposal, ProposalContext, ProposalError, Proposer
+from ratchet.harness.params import parse_params
+
+FINAL = {"accepted", "rejected", "failed", "duplicate", "guard_rejected"}
+
+
+class LoopStopped(RuntimeError):
+    """The loop stopped cleanly (stop file, Ctrl-C, budget); `ratchet evolve --resume` continues it."""
+
+
+class TamperError(RuntimeError):
+    """The scorer or suite data changed during a run: every later number would be meaningless."""
+
+
+def jsonable(value: Any) -> Any:
+    """NaN and inf are not JSON (PostgreSQL refuses them): store them as None."""
+    if isinstance(value, float) and not math.isfinite(value):
+        return None
+    if isinstance(value, dict):
+        return {k: jsonable(v) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [jsonable(v) for v in value]
+    return value
+
+
+@dataclass
+class RoundResult:
+    round: int
+    candidate_id: str
+    status: str
+    summary: str
+
+
+class LoopEngine:
+    def __init__(self, arena: Arena, repo: CandidateRepo, proposer: Proposer, ledger: Ledger, run_id: str,
+                 loop: LoopSection, guard: GuardSection, control: StopControl, memory_path: Path,
+                 say: Callable[[str], None] = lambda _: None):
+        self.arena, self.repo, self.proposer, self.ledger = arena, repo, proposer, ledger
+        self.run_id, self.loop, self.guard, self.control = run_id, loop, guard, control
+        self.memory_path, self.say = memory_path, say
+        self.rng = random.Random(loop.seed)
+        self.holdout = Thresholdout(loop.holdout_budget, loop.holdout_threshold, loop.holdout_noise, loop.seed)
+        self.archive: list[arch.Member] = []
+        self.dev_units = arena.units("dev")
+        self.holdout_units = arena.units("holdout")
+        self.rejections_in_a_row = 0
+
+    # -- setup and resume ----------------------------------------------------------------------
+    async def start(self) -> None:
+        seed = self.repo.ensure_repo()
+        expected = self.ledger.get_state(self.run_id, "arena_fingerprint")
+        if expected is None:
+            self.ledger.set_state(self.run_id, "arena_fingerprint", self.arena.fingerprint())
+        state = self.ledger.get_state(self.run_id, "proposer")
+        if state:
+            self.proposer.load_state_dict(state["state"])
+        if (h := self.ledger.get_state(self.run_id, "holdout")) is not None:
+            self.holdout = Thresholdout.from_json(h["state"])
+        self.rng.setstate(_rng_state(self.ledger.get_state(self.run_id, "rng"), self.rng))
+        self.archive = [arch.Member("seed", seed, await self._dev_scores(seed, None))]
+        for row in self.ledger.candidates(self.run_id, status="accepted"):
+            self.archive.append(arch.Member(row["id"], row["commit"], await self._dev_scores(row["commit"], row["id"])))
+        best = arch.best(self.archive)
+        if self.repo.best() != best.commit:  # a kill between the ledger write and the ref move
+            self.repo.move_best(best.commit)
+        rows = self.ledger.candidates(self.run_id)
+        self.rejections_in_a_row = 0
+        for row in reversed(rows):
+            if row["status"] == "accepted":
+                break
+            self.rejections_in_a_row += row["status"] in FINAL
+
+    async def _dev_scores(self, commit: str, candidate_id: str | None) -> dict[str, list[float]]:
+        scores, cost = await self.arena.scores(commit, "dev", self.dev_units, self.loop.epochs, run_id=self.run_id,
+                                               candidate_id=candidate_id, should_stop=self.control.should_stop)
+        self.control.spend(cost.get("rollouts", 0), cost.get("tokens", 0))
+        return scores
+
+    def check_tamper(self) -> None:
+        expected = self.ledger.get_state(self.run_id, "arena_fingerprint")
+        actual = self.arena.fingerprint()
+        if expected and actual != expected:
+            self.ledger.add_event("tamper", {"expected": expected, "actual": actual}, run_id=self.run_id)
+            raise TamperError(f"the scorer or suite data changed during the run (fingerprint {expected[:12]} -> "
+                              f"{actual[:12]}); restore them, or start a new run to measure against the new ones")
+
+    # -- one round -----------------------------------------------------------------------------
+    async def run_round(self, r: int) -> RoundResult:
+        row = self.ledger.get_state(self.run_id, f"round/{r}")
+        parent = self._member(row["parent"]) if row else arch.select_parent(self.archive, self.loop.parent_selection, self.rng)
+        self.ledger.set_state(self.run_id, f"round/{r}", {"parent": parent.candidate_id})
+        self.ledger.set_state(self.run_id, "rng", list(_jsonable_rng(self.rng.getstate())))
+        cand_id = f"{self.run_id}-r{r:03d}"
+        existing = self.ledger.candidate(cand_id)
+        if existing is None:
+            existing = await self._propose(r, cand_id, parent)
+        status = existing["status"]
+        if status == "awaiting_approval":
+            status = await self._await_approval(cand_id)
+        if status in ("proposed", "approved", "evaluating"):
+            status = await self._evaluate(r, cand_id, parent, existing)
+        return self._remember(r, cand_id, parent)
+
+    def _member(self, candidate_id: str) -> arch.Member:
+        return next(m for m in self.archive if m.candidate_id == candidate_id)
+
+    async def _propose(self, r: int, cand_id: str, parent: arch.Member) -> dict[str, Any]:
+        files = self.repo.read_files(parent.commit)
+        failures, summary = self.arena.failure_context(parent.commit, self.loop.max_failures_shown)
+        lessons = [Lesson.from_json(x["data"]) for x in self.ledger.lessons(self.run_id)]
+        ctx = ProposalContext(
+            round=r, files=files, params=parse_params(files.get("params.toml", ""), "params.toml"),
+            failures_prompt=failures, failure_summary=summary,
+            lessons=[lesson_text(les) for les in recall(lessons, summary)],
+            history=self._history(), seed=self.loop.seed * 100_003 + r, parent_score=parent.dev_mean)
+        base = dict(id=cand_id, run_id=self.run_id, round=r, parent_id=parent.candidate_id)
+        try:
+            proposal = await self.proposer.propose(ctx)
+        except ProposalError as e:
+            self.ledger.add_candidate(**base, proposer=getattr(self.proposer, "last_used", self.proposer.name),
+                                      summary="(no usable proposal)", rationale=str(e), status="failed",
+                                      decision=jsonable({"final": "failed", "reason": str(e), "attempts": e.attempts}))
+            return self.ledger.candidate(cand_id)
+        self.ledger.set_state(self.run_id, f"proposal/{r}", proposal.to_json())
+        new_files = {p: t for p, t in {**files, **proposal.edits}.items() if t is not None}
+        changes = changed_files(files, new_files)
+        fingerprint = proposal_fingerprint(new_files)
+        summary_line = _summary(proposal)
+        row = dict(base, proposer=proposal.proposer, summary=summary_line, rationale=proposal.rationale,
+                   hypothesis=proposal.hypothesis, fingerprint=fingerprint)
+        if fingerprint in self._seen_fingerprints(parent):
+            self.ledger.add_candidate(**row, status="duplicate",
+                                      decision={"final": "duplicate", "reason": "identical or near-identical to a harness already tried"})
+            return self.ledger.candidate(cand_id)
+        commit = self.repo.commit_candidate(parent.commit, changes, f"ratchet round {r}: {summary_line}", number=r)
+        diff = self.repo.diff(parent.commit, commit)
+        verdict = check_candidate(changes, diff, self.guard, files)
+        if not verdict.ok:
+            self.ledger.add_candidate(**row, commit=commit, diff=diff, status="guard_rejected",
+                                      decision={"final": "rejected", "reason": "; ".join(verdict.reasons), "guard": verdict.reasons})
+            self.ledger.add_event("guard_reject", {"candidate": cand_id, "reasons": verdict.reasons}, run_id=self.run_id)
+            return self.ledger.candidate(cand_id)
+        gate = self.guard.approve == "always" or (self.guard.approve == "risky" and verdict.risky)
+        self.ledger.add_candidate(**row, commit=commit, diff=diff, status="awaiting_approval" if gate else "proposed",
+                                  decision={"risky": verdict.risky_reasons})
+        return self.ledger.candidate(cand_id)
+
+    def _seen_fingerprints(self, parent: arch.Member) -> set[str]:
+        seen = {c["fingerprint"] for c in self.ledger.candidates(self.run_id) if c["fingerprint"]}
+        seen.add(proposal_fingerprint(self.repo.read_files(parent.commit)))
+        seen.add(proposal_fingerprint(self.repo.read_files(self.repo.seed())))
+        return seen
+
+    async def _await_approval(self, cand_id: str) -> str:
+        self.say(f"waiting for approval of {cand_id}: `ratchet approve {cand_id}` or `ratchet reject {cand_id}` (or the UI)")
+        while True:
+            status = self.ledger.candidate(cand_id)["status"]
+            if status != "awaiting_approval":
+                if status == "rejected":
+                    self.ledger.update_candidate(cand_id, decision={"final": "rejected", "reason": "rejected by a person"})
+                return status
+            if (why := self.control.stop_reason()) is not None:
+                raise LoopStopped(why)
+            await asyncio.sleep(0.5)
+
+    async def _scores(self, commit: str, split: str, units: list[str], cand_id: str | None) -> dict[str, list[float]]:
+        self.check_tamper()
+        try:
+            scores, cost = await self.arena.scores(commit, split, units, self.loop.epochs, run_id=self.run_id,
+                                                   candidate_id=cand_id, should_stop=self.control.should_stop)
+        except EvalInterrupted as e:
+            raise LoopStopped(self.control.stop_reason() or str(e)) from None
+        self.control.spend(cost.get("rollouts", 0), cost.get("tokens", 0))
+        return scores
+
+    async def _evaluate(self, r: int, cand_id: str, parent: arch.Member, row: dict[str, Any]) -> str:
+        self.ledger.update_candidate(cand_id, status="evaluating")
+        commit = row["commit"]
+        n_slice = max(2, int(len(self.dev_units) * self.loop.slice_fraction))
+        slice_units = self.dev_units[:n_slice]
+        decision: dict[str, Any] = {"risky": (row.get("decision") or {}).get("risky", [])}
+        cand_slice = await self._scores(commit, "dev", slice_units, cand_id)
+        early = decide_slice({u: parent.dev_scores[u] for u in slice_units}, cand_slice)
+        if early is not None:
+            return self._finish(cand_id, "rejected", {**decision, "slice": early.to_json(), "final": "rejected",
+                                                      "reason": early.reason}, cand_slice)
+        cand_dev = await self._scores(commit, "dev", self.dev_units, cand_id)
+        dev = decide_dev(parent.dev_scores, cand_dev, self.loop.alpha, self.loop.min_effect, seed=self.loop.seed + r)
+        decision.update(dev=dev.to_json(), per_task=_per_task(parent.dev_scores, cand_dev))
+        if not dev.accepted:
+            return self._finish(cand_id, "rejected", {**decision, "final": "rejected", "reason": dev.reason}, cand_dev)
+        par_h = await self._scores(parent.commit, "holdout", self.holdout_units, None)
+        cand_h = await self._scores(commit, "holdout", self.holdout_units, cand_id)
+        confirmation = self.holdout.confirm(dev.mean_diff, par_h, cand_h, self.loop.alpha)
+        self.ledger.set_state(self.run_id, "holdout", {"round": r, "state": self.holdout.to_json()})
+        decision["holdout"] = {**confirmation.to_json(), "mean_parent": _mean(par_h), "mean_cand": _mean(cand_h)}
+        final = "accepted" if confirmation.confirmed else "rejected"
+        return self._finish(cand_id, final, {**decision, "final": final, "reason": confirmation.reason}, cand_dev)
+
+    def _finish(self, cand_id: str, status: str, decision: dict[str, Any], cand_scores: dict[str, list[float]]) -> str:
+        row = self.ledger.candidate(cand_id)
+        self.ledger.update_candidate(cand_id, status=status, decision=jsonable(decision),
+                                     cost={"dev_mean": _mean(cand_scores)})
+        if status == "accepted":
+            member = arch.Member(cand_id, row["commit"], cand_scores)
+            self.archive.append(member)
+            if arch.best(self.archive) is member:
+                self.repo.move_best(member.commit)
+        return status
+
+    # -- memory ------------------------------------------------------------------------------------
+    def _remember(self, r: int, cand_id: str, parent: arch.Member) -> RoundResult:
+        row = self.ledger.candidate(cand_id)
+        decision = row["decision"] or {}
+        dev = DecisionStats.from_json(decision["dev"]) if decision.get("dev") else None
+        stats = dev or (DecisionStats.from_json(decision["slice"]) if decision.get("slice") else None)
+        summary = self.arena.failure_context(parent.commit, 0)[1]
+        label = {"accepted": "accepted"}.get(row["status"], "stopped_early" if decision.get("slice") else row["status"])
+        nan = float("nan")
+        lesson = Lesson(
+            run_id=self.run_id, round=r, candidate=cand_id, change_summary=row["summary"], hypothesis=row["hypothesis"],
+            effect=stats.mean_diff if stats else nan, ci_low=stats.ci_low if stats else nan,
+            ci_high=stats.ci_high if stats else nan, decision=label,
+            next_step=draft_next_step(stats, summary) if stats else f"{row['status']}: {decision.get('reason', '')}"[:300],
+            signals=summary)
+        self.ledger.add_lesson(self.run_id, r, cand_id, lesson_text(lesson), jsonable(lesson.to_json()))
+        write_memory_md(self.memory_path, [Lesson.from_json(_nan(x["data"])) for x in self.ledger.lessons(self.run_id)])
+        self._observe(r, row)
+        return RoundResult(r, cand_id, row["status"], row["summary"])
+
+    def _observe(self, r: int, row: dict[str, Any]) -> None:
+        saved = self.ledger.get_state(self.run_id, "proposer")
+        if saved and saved["round"] >= r:
+            return  # observed before a crash; the saved state already includes it
+        proposal_json = self.ledger.get_state(self.run_id, f"proposal/{r}")
+        if proposal_json:
+            accepted = row["status"] == "accepted"
+            score = (row["cost"] or {}).get("dev_mean")
+            self.proposer.observe(Proposal.from_json(proposal_json), accepted, score)
+        self.rejections_in_a_row = 0 if row["status"] == "accepted" else self.rejections_in_a_row + 1
+        if self.rejections_in_a_row and self.rejections_in_a_row % self.loop.strategy_switch_after == 0:
+            self.proposer.switch_strategy()
+            self.ledger.add_event("strategy_switch", {"round": r, "rejections_in_a_row": self.rejections_in_a_row},
+                                  run_id=self.run_id)
+        self.ledger.set_state(self.run_id, "proposer", {"round": r, "state": self.proposer.state_dict()})
+
+    def _history(self) -> list[dict[str, Any]]:
+        return [{"round": c["round"], "proposer": c["proposer"], "summary": c["summary"], "decision": c["status"],
+                 "effect": ((c["decision"] or {}).get("dev") or {}).get("mean_diff")}
+                for c in self.ledger.candidates(self.run_id)]
+
+
+def _summary(p: Proposal) -> str:
+    first = (p.meta.get("summary") or p.rationale or "").strip().splitlines()
+    return (first[0] if first else "change")[:160]
+
+
+def _mean(scores: dict[str, list[float]]) -> float:
+    values = [s for v in scores.values() for s in v]
+    return sum(values) / len(values) if values else 0.0
+
+
+def _per_task(parent: dict[str, list[float]], cand: dict[str, list[float]]) -> dict[str, float]:
+    return {t: round(_mean({t: cand[t]}) - _mean({t: parent[t]}), 4) for t in cand if t in parent}
+
+
+def _nan(d: dict[str, Any]) -> dict[str, Any]:
+    return {k: (float("nan") if v is None and k in ("effect", "ci_low", "ci_high") else v) for k, v in d.items()}
+
+
+def _jsonable_rng(state: tuple) -> tuple:
+    return state[0], list(state[1]), state[2]
+
+
+def _rng_state(saved: Any, rng: random.Random) -> tuple:
+    if not saved:
+        return rng.getstate()
+    return saved[0], tuple(saved[1]), saved[2]

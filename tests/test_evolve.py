@@ -1,0 +1,54 @@
+"""The evolve loop end to end on a fake model: it keeps a real improvement, moves the best ref,
+writes lessons and memory.md, stops on a stop file and resumes without losing or repeating a round."""
+
+import asyncio
+import subprocess
+
+from conftest import fake_project, make_project_dir
+from ratchet.loop.evolve import EvolveOptions, evolve
+
+
+def run_evolve(root, **opts):
+    proj = fake_project(root)
+    try:
+        return asyncio.run(evolve(proj, EvolveOptions(**opts), say=lambda m: None)), proj
+    finally:
+        asyncio.run(proj.aclose())
+
+
+def test_search_loop_finds_the_temperature_knob(tmp_path):
+    root = make_project_dir(tmp_path / "p")
+    outcome, proj = run_evolve(root, rounds=6)
+    assert outcome.status == "finished" and len(outcome.rounds) == 6
+    seed, best = outcome.table
+    assert seed["dev"] == 0.0 and best["dev"] == 1.0 and best["holdout"] == 1.0
+    ledger = type(proj.ledger)(proj.cfg.ledger_url)
+    accepted = ledger.candidates(outcome.run_id, status="accepted")
+    assert accepted, "a change that fixes every task must be accepted"
+    d = accepted[0]["decision"]
+    assert d["dev"]["p_value"] < 0.05 and d["holdout"]["confirmed"]
+    assert len(ledger.lessons(outcome.run_id)) == 6
+    assert "Round" in (root / "memory.md").read_text()
+    # git: best ref points at the accepted commit; the user's branch is untouched
+    best_ref = subprocess.run(["git", "rev-parse", f"refs/ratchet/{outcome.run_id}/best"], cwd=root / "harness",
+                              capture_output=True, text=True).stdout.strip()
+    assert best_ref == accepted[-1]["commit"] or best_ref in {c["commit"] for c in accepted}
+    assert "value = 0.9" in (root / "harness" / "params.toml").read_text()
+
+
+def test_stop_file_then_resume_finishes_without_repeating(tmp_path):
+    root = make_project_dir(tmp_path / "p")
+    (root / ".ratchet").mkdir(exist_ok=True)
+    outcome, proj = run_evolve(root, rounds=2)
+    assert outcome.status == "finished"
+    (root / ".ratchet" / "STOP").write_text("stop")
+    outcome2, _ = run_evolve(root, rounds=4, resume=True)
+    assert outcome2.status == "stopped" and outcome2.rounds == []
+    (root / ".ratchet" / "STOP").unlink()
+    outcome3, proj = run_evolve(root, rounds=4, resume=True)
+    assert outcome3.status == "finished" and [r.round for r in outcome3.rounds] == [3, 4]
+    from ratchet.ledger import Ledger
+
+    ledger = Ledger(proj.cfg.ledger_url)
+    assert [c["round"] for c in ledger.candidates(outcome.run_id)] == [1, 2, 3, 4]
+    assert [les["round"] for les in ledger.lessons(outcome.run_id)] == [1, 2, 3, 4]
