@@ -105,6 +105,7 @@ class LoopSection(_Section):
     epochs: int = Field(default=2, ge=1)
     slice_fraction: float = Field(default=0.4, gt=0, le=1)  # first slice of dev for early stopping
     min_effect: float = 0.0  # minimal mean improvement worth keeping
+    decision_rule: Literal["paired", "mean"] = "paired"  # "mean" = keep if the dev mean went up; for contrast only
     holdout_budget: int = Field(default=20, ge=1)  # Thresholdout: how many holdout answers the loop may draw on
     holdout_noise: float = Field(default=0.02, ge=0)  # Thresholdout: Laplace noise scale
     holdout_threshold: float = Field(default=0.08, gt=0)  # Thresholdout: ~ the SE of a paired holdout difference

@@ -21,12 +21,21 @@ from ratchet.project import Project
 Scores = dict[str, list[float]]
 
 
+class ArenaFailure(RuntimeError):
+    """A commit could not be scored at all (e.g. a research command crashed on a seed). The engine
+    records the candidate as failed with `details` (log tail included); it never becomes a score."""
+
+    def __init__(self, message: str, details: dict | None = None):
+        super().__init__(message)
+        self.details = details or {}
+
+
 class Arena(Protocol):
     name: str
 
     def units(self, split: str) -> list[str]: ...
 
-    async def scores(self, commit: str, split: str, units: list[str], epochs: int, *, run_id: str,
+    async def scores(self, commit: str, split: str, units: list[str], epochs: int, *, seed: int, run_id: str,
                      candidate_id: str | None, should_stop: Callable[[], bool]) -> tuple[Scores, dict]: ...
 
     def failure_context(self, commit: str, max_examples: int) -> tuple[str, dict[str, int]]: ...
@@ -37,8 +46,8 @@ class Arena(Protocol):
 class HarnessArena:
     """A harness directory under git, evaluated on the project's suite with the project's model."""
 
-    def __init__(self, project: Project, repo: CandidateRepo, seed: int = 0):
-        self.project, self.repo, self.seed = project, repo, seed
+    def __init__(self, project: Project, repo: CandidateRepo):
+        self.project, self.repo = project, repo
         self.name = f"{project.cfg.project.name}:{project.suite.name}"
         self._tasks = {split: project.tasks(split) for split in ("dev", "holdout", "test")}
         self._last: dict[tuple[str, str], EvalResult] = {}
@@ -47,13 +56,13 @@ class HarnessArena:
     def units(self, split: str) -> list[str]:
         return [t.id for t in self._tasks[split]]
 
-    async def scores(self, commit, split, units, epochs, *, run_id, candidate_id, should_stop):
+    async def scores(self, commit, split, units, epochs, *, seed, run_id, candidate_id, should_stop):
         harness = load_harness(self.harness_dir(commit))
         wanted = set(units)
         tasks = [t for t in self._tasks[split] if t.id in wanted]
         progress = (lambda d, t: self.progress(f"{split} {commit[:8]}", d, t)) if self.progress else None
         result = await self.project.evaluator.evaluate(
-            harness, tasks, split, epochs, self.seed, run_id=run_id, candidate_id=candidate_id,
+            harness, tasks, split, epochs, self.project.cfg.eval.seed + seed, run_id=run_id, candidate_id=candidate_id,
             progress=progress, should_stop=should_stop)
         if split == "dev":
             self._last[(commit, split)] = result

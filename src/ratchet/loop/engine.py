@@ -20,9 +20,9 @@ from ratchet.config import GuardSection, LoopSection
 from ratchet.evaluate import EvalInterrupted
 from ratchet.ledger import Ledger
 from ratchet.loop import archive as arch
-from ratchet.loop.arena import Arena
+from ratchet.loop.arena import Arena, ArenaFailure
 from ratchet.loop.control import StopControl
-from ratchet.loop.decision import DecisionStats, decide_dev, decide_slice
+from ratchet.loop.decision import DecisionStats, decide_dev, decide_slice, mean_rule
 from ratchet.loop.edits import changed_files
 from ratchet.loop.gitrepo import CandidateRepo
 from ratchet.loop.guard import check_candidate, proposal_fingerprint
@@ -64,8 +64,10 @@ class RoundResult:
 class LoopEngine:
     def __init__(self, arena: Arena, repo: CandidateRepo, proposer: Proposer, ledger: Ledger, run_id: str,
                  loop: LoopSection, guard: GuardSection, control: StopControl, memory_path: Path,
-                 say: Callable[[str], None] = lambda _: None):
+                 say: Callable[[str], None] = lambda _: None,
+                 path_check: Callable[[dict[str, str | None]], list[str]] | None = None):
         self.arena, self.repo, self.proposer, self.ledger = arena, repo, proposer, ledger
+        self.path_check = path_check  # extra guard on changed paths (research: only editable paths)
         self.run_id, self.loop, self.guard, self.control = run_id, loop, guard, control
         self.memory_path, self.say = memory_path, say
         self.rng = random.Random(loop.seed)
@@ -87,9 +89,10 @@ class LoopEngine:
         if (h := self.ledger.get_state(self.run_id, "holdout")) is not None:
             self.holdout = Thresholdout.from_json(h["state"])
         self.rng.setstate(_rng_state(self.ledger.get_state(self.run_id, "rng"), self.rng))
-        self.archive = [arch.Member("seed", seed, await self._dev_scores(seed, None))]
+        self.archive = [arch.Member("seed", seed, await self._dev_scores(seed, None, self.eval_seed(0)))]
         for row in self.ledger.candidates(self.run_id, status="accepted"):
-            self.archive.append(arch.Member(row["id"], row["commit"], await self._dev_scores(row["commit"], row["id"])))
+            scores = await self._dev_scores(row["commit"], row["id"], self.eval_seed(row["round"]))
+            self.archive.append(arch.Member(row["id"], row["commit"], scores))
         best = arch.best(self.archive)
         if self.repo.best() != best.commit:  # a kill between the ledger write and the ref move
             self.repo.move_best(best.commit)
@@ -100,11 +103,13 @@ class LoopEngine:
                 break
             self.rejections_in_a_row += row["status"] in FINAL
 
-    async def _dev_scores(self, commit: str, candidate_id: str | None) -> dict[str, list[float]]:
-        scores, cost = await self.arena.scores(commit, "dev", self.dev_units, self.loop.epochs, run_id=self.run_id,
-                                               candidate_id=candidate_id, should_stop=self.control.should_stop)
-        self.control.spend(cost.get("rollouts", 0), cost.get("tokens", 0))
-        return scores
+    def eval_seed(self, r: int) -> int:
+        """Round r's evaluation seed. Parent and candidate share it (paired); each round draws fresh seeds,
+        so rounds are independent experiments rather than many comparisons against one noisy parent sample."""
+        return self.loop.seed * 100_003 + r
+
+    async def _dev_scores(self, commit: str, candidate_id: str | None, seed: int) -> dict[str, list[float]]:
+        return await self._scores(commit, "dev", self.dev_units, candidate_id, seed)
 
     def check_tamper(self) -> None:
         expected = self.ledger.get_state(self.run_id, "arena_fingerprint")
@@ -165,10 +170,11 @@ class LoopEngine:
         commit = self.repo.commit_candidate(parent.commit, changes, f"ratchet round {r}: {summary_line}", number=r)
         diff = self.repo.diff(parent.commit, commit)
         verdict = check_candidate(changes, diff, self.guard, files)
-        if not verdict.ok:
+        reasons = verdict.reasons + (self.path_check(changes) if self.path_check else [])
+        if reasons:
             self.ledger.add_candidate(**row, commit=commit, diff=diff, status="guard_rejected",
-                                      decision={"final": "rejected", "reason": "; ".join(verdict.reasons), "guard": verdict.reasons})
-            self.ledger.add_event("guard_reject", {"candidate": cand_id, "reasons": verdict.reasons}, run_id=self.run_id)
+                                      decision={"final": "rejected", "reason": "; ".join(reasons), "guard": reasons})
+            self.ledger.add_event("guard_reject", {"candidate": cand_id, "reasons": reasons}, run_id=self.run_id)
             return self.ledger.candidate(cand_id)
         gate = self.guard.approve == "always" or (self.guard.approve == "risky" and verdict.risky)
         self.ledger.add_candidate(**row, commit=commit, diff=diff, status="awaiting_approval" if gate else "proposed",
@@ -193,10 +199,10 @@ class LoopEngine:
                 raise LoopStopped(why)
             await asyncio.sleep(0.5)
 
-    async def _scores(self, commit: str, split: str, units: list[str], cand_id: str | None) -> dict[str, list[float]]:
+    async def _scores(self, commit: str, split: str, units: list[str], cand_id: str | None, seed: int) -> dict[str, list[float]]:
         self.check_tamper()
         try:
-            scores, cost = await self.arena.scores(commit, split, units, self.loop.epochs, run_id=self.run_id,
+            scores, cost = await self.arena.scores(commit, split, units, self.loop.epochs, seed=seed, run_id=self.run_id,
                                                    candidate_id=cand_id, should_stop=self.control.should_stop)
         except EvalInterrupted as e:
             raise LoopStopped(self.control.stop_reason() or str(e)) from None
@@ -204,23 +210,34 @@ class LoopEngine:
         return scores
 
     async def _evaluate(self, r: int, cand_id: str, parent: arch.Member, row: dict[str, Any]) -> str:
+        try:
+            return await self._compare(r, cand_id, parent, row)
+        except ArenaFailure as e:  # e.g. a research trial crashed: a recorded failure, never a score
+            return self._finish(cand_id, "failed", {"final": "failed", "reason": str(e), "failure": e.details}, {})
+
+    async def _compare(self, r: int, cand_id: str, parent: arch.Member, row: dict[str, Any]) -> str:
         self.ledger.update_candidate(cand_id, status="evaluating")
         commit = row["commit"]
         n_slice = max(2, int(len(self.dev_units) * self.loop.slice_fraction))
         slice_units = self.dev_units[:n_slice]
-        decision: dict[str, Any] = {"risky": (row.get("decision") or {}).get("risky", [])}
-        cand_slice = await self._scores(commit, "dev", slice_units, cand_id)
-        early = decide_slice({u: parent.dev_scores[u] for u in slice_units}, cand_slice)
+        decision: dict[str, Any] = {"risky": (row.get("decision") or {}).get("risky", []), "seed": self.eval_seed(r)}
+        seed = self.eval_seed(r)
+        par_dev = await self._scores(parent.commit, "dev", self.dev_units, None, seed)
+        cand_slice = await self._scores(commit, "dev", slice_units, cand_id, seed)
+        early = decide_slice({u: par_dev[u] for u in slice_units}, cand_slice)
         if early is not None:
             return self._finish(cand_id, "rejected", {**decision, "slice": early.to_json(), "final": "rejected",
                                                       "reason": early.reason}, cand_slice)
-        cand_dev = await self._scores(commit, "dev", self.dev_units, cand_id)
-        dev = decide_dev(parent.dev_scores, cand_dev, self.loop.alpha, self.loop.min_effect, seed=self.loop.seed + r)
-        decision.update(dev=dev.to_json(), per_task=_per_task(parent.dev_scores, cand_dev))
+        cand_dev = await self._scores(commit, "dev", self.dev_units, cand_id, seed)
+        dev = decide_dev(par_dev, cand_dev, self.loop.alpha, self.loop.min_effect, seed=seed)
+        decision.update(dev=dev.to_json(), per_task=_per_task(par_dev, cand_dev))
+        if self.loop.decision_rule == "mean":  # the naive contrast rule: no test, no holdout
+            final = "accepted" if mean_rule(par_dev, cand_dev) else "rejected"
+            return self._finish(cand_id, final, {**decision, "final": final, "reason": "mean rule (contrast only)"}, cand_dev)
         if not dev.accepted:
             return self._finish(cand_id, "rejected", {**decision, "final": "rejected", "reason": dev.reason}, cand_dev)
-        par_h = await self._scores(parent.commit, "holdout", self.holdout_units, None)
-        cand_h = await self._scores(commit, "holdout", self.holdout_units, cand_id)
+        par_h = await self._scores(parent.commit, "holdout", self.holdout_units, None, seed)
+        cand_h = await self._scores(commit, "holdout", self.holdout_units, cand_id, seed)
         confirmation = self.holdout.confirm(dev.mean_diff, par_h, cand_h, self.loop.alpha)
         self.ledger.set_state(self.run_id, "holdout", {"round": r, "state": self.holdout.to_json()})
         decision["holdout"] = {**confirmation.to_json(), "mean_parent": _mean(par_h), "mean_cand": _mean(cand_h)}
@@ -230,7 +247,7 @@ class LoopEngine:
     def _finish(self, cand_id: str, status: str, decision: dict[str, Any], cand_scores: dict[str, list[float]]) -> str:
         row = self.ledger.candidate(cand_id)
         self.ledger.update_candidate(cand_id, status=status, decision=jsonable(decision),
-                                     cost={"dev_mean": _mean(cand_scores)})
+                                     cost={"dev_mean": _mean(cand_scores)} if cand_scores else {})
         if status == "accepted":
             member = arch.Member(cand_id, row["commit"], cand_scores)
             self.archive.append(member)

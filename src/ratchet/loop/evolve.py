@@ -80,7 +80,7 @@ def build_engine(project: Project, opts: EvolveOptions, say: Callable[[str], Non
         section = loop.proposer_model or project.cfg.model
         proposer_model = project.model if section == project.cfg.model else build_model(section, project.root, project.cfg.state_dir / "cache.sqlite")
     proposer = build_proposer(loop.proposer, proposer_model, loop.seed)
-    arena = HarnessArena(project, repo, seed=project.cfg.eval.seed)
+    arena = HarnessArena(project, repo)
     engine = LoopEngine(arena, repo, proposer, project.ledger, run_id, loop, guard, control,
                         project.root / "memory.md", say=say)
     return engine, control, resumed
@@ -141,7 +141,7 @@ async def final_table(project: Project, engine: LoopEngine) -> list[dict]:
     seed, best = engine.archive[0], arch.best(engine.archive)
     rows = []
     for label, member in (("seed", seed), ("best", best)):
-        hold = await engine._scores(member.commit, "holdout", engine.holdout_units, None)
+        hold = await engine._scores(member.commit, "holdout", engine.holdout_units, None, engine.eval_seed(0))
         rows.append({"harness": label, "candidate": member.candidate_id, "commit": member.commit[:10],
                      "dev": member.dev_mean, "holdout": _mean(hold)})
     return rows
