@@ -1,0 +1,1 @@
+"""Loading a harness dir, its params, the runtime context, skills and trajectories."""
