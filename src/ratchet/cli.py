@@ -218,14 +218,16 @@ def show(project: Path = ProjectArg, candidate: str = typer.Argument(..., help="
 
 
 def _set_approval(project: Path, candidate: str, status: str) -> None:
+    from ratchet.ui.approval import ApprovalError, record_approval
+
     proj = _open(project)
     row = proj.ledger.candidate(candidate)
     if row is None:
         _fail(f"no candidate {candidate!r}; `ratchet log PROJECT` lists them")
-    if row["status"] != "awaiting_approval":
-        _fail(f"candidate {row['id']} is {row['status']}, not awaiting approval")
-    proj.ledger.update_candidate(row["id"], status=status)
-    proj.ledger.add_event("approval", {"candidate": row["id"], "decision": status, "by": "cli"}, run_id=row["run_id"])
+    try:
+        record_approval(proj.ledger, row["id"], "approve" if status == "approved" else "reject", by="cli")
+    except ApprovalError as e:
+        _fail(str(e))
     console.print(f"{row['id']}: {status}")
 
 
@@ -282,6 +284,12 @@ def test_(project: Path = ProjectArg, unseal: bool = typer.Option(False, "--unse
     rec = asyncio.run(go())
     console.print(table(f"sealed test of {run_id} (unseal #{rec['unseal_number']})", ["harness", "commit", "test accuracy ± se", "tasks"],
                         [[k, rec[k]["commit"], score_pm(rec[k]["mean"], rec[k]["se"]), rec[k]["n_tasks"]] for k in ("seed", "best")]))
+
+
+from ratchet.ui_cli import report as report_cmd, ui as ui_cmd  # noqa: E402  (light: FastAPI loads on use)
+
+app.command("ui")(ui_cmd)
+app.command("report")(report_cmd)
 
 
 def main() -> None:  # pragma: no cover - console entry for `python -m ratchet`

@@ -76,6 +76,7 @@ class LoopEngine:
         self.dev_units = arena.units("dev")
         self.holdout_units = arena.units("holdout")
         self.rejections_in_a_row = 0
+        self.eval_ids: dict[tuple[str, str, int], str | None] = {}
 
     # -- setup and resume ----------------------------------------------------------------------
     async def start(self) -> None:
@@ -142,7 +143,7 @@ class LoopEngine:
     async def _propose(self, r: int, cand_id: str, parent: arch.Member) -> dict[str, Any]:
         files = self.repo.read_files(parent.commit)
         failures, summary = self.arena.failure_context(parent.commit, self.loop.max_failures_shown)
-        lessons = [Lesson.from_json(x["data"]) for x in self.ledger.lessons(self.run_id)]
+        lessons = [Lesson.from_json(_nan(x["data"])) for x in self.ledger.lessons(self.run_id)]
         ctx = ProposalContext(
             round=r, files=files, params=parse_params(files.get("params.toml", ""), "params.toml"),
             failures_prompt=failures, failure_summary=summary,
@@ -207,6 +208,7 @@ class LoopEngine:
         except EvalInterrupted as e:
             raise LoopStopped(self.control.stop_reason() or str(e)) from None
         self.control.spend(cost.get("rollouts", 0), cost.get("tokens", 0))
+        self.eval_ids[(commit, split, seed)] = cost.get("eval_id")
         return scores
 
     async def _evaluate(self, r: int, cand_id: str, parent: arch.Member, row: dict[str, Any]) -> str:
@@ -230,7 +232,9 @@ class LoopEngine:
                                                       "reason": early.reason}, cand_slice)
         cand_dev = await self._scores(commit, "dev", self.dev_units, cand_id, seed)
         dev = decide_dev(par_dev, cand_dev, self.loop.alpha, self.loop.min_effect, seed=seed)
-        decision.update(dev=dev.to_json(), per_task=_per_task(par_dev, cand_dev))
+        decision.update(dev=dev.to_json(), per_task=_per_task(par_dev, cand_dev),
+                        parent_eval=self.eval_ids.get((parent.commit, "dev", seed)),
+                        cand_eval=self.eval_ids.get((commit, "dev", seed)))
         if self.loop.decision_rule == "mean":  # the naive contrast rule: no test, no holdout
             final = "accepted" if mean_rule(par_dev, cand_dev) else "rejected"
             return self._finish(cand_id, final, {**decision, "final": final, "reason": "mean rule (contrast only)"}, cand_dev)

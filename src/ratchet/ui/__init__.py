@@ -1,0 +1,1 @@
+"""The dashboard (`ratchet ui`) and the static report (`ratchet report`): read the ledger, gate approvals."""

@@ -1,0 +1,241 @@
+"""Read-only queries over the ledger for the dashboard and the report.
+
+Each function reads rows (through `Ledger` where it has a method, through its engine and the schema
+where the page needs a join or a filter that `Ledger` does not offer) and hands them to `views` for
+shaping. Nothing here writes.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Iterable, Mapping
+from typing import Any
+
+import sqlalchemy as sa
+
+from ratchet.ledger import Ledger
+from ratchet.ledger import schema as s
+from ratchet.ui import views
+
+TEXT_LIMIT = 6000  # characters per string of a trajectory sent to a browser
+
+
+def _json(value: Any) -> Any:
+    return json.loads(value) if isinstance(value, str) else value
+
+
+def _row(row: Mapping[str, Any]) -> dict[str, Any]:
+    return dict(row)  # JSON columns come back decoded (sa.JSON)
+
+
+def resolve_run(ledger: Ledger, spec: str) -> dict[str, Any] | None:
+    """A run by id, unique id prefix, or 'latest' (the newest run of any kind)."""
+    runs = ledger.runs()
+    if spec == "latest":
+        return _row(runs[0]) if runs else None
+    exact = [r for r in runs if r["id"] == spec]
+    matches = exact or [r for r in runs if r["id"].startswith(spec)]
+    return _row(matches[0]) if len(matches) == 1 else None
+
+
+def list_runs(ledger: Ledger) -> list[dict[str, Any]]:
+    out = []
+    for r in map(_row, ledger.runs()):
+        summary = r.get("summary") or {}
+        out.append({"id": r["id"], "kind": r["kind"], "project": r["project"], "status": r["status"],
+                    "created_at": r["created_at"], "updated_at": r["updated_at"],
+                    "round": summary.get("round"), "best_candidate": summary.get("best_candidate"),
+                    "seed_dev": summary.get("seed_dev"), "best_dev": summary.get("best_dev"),
+                    "seed_holdout": summary.get("seed_holdout"), "best_holdout": summary.get("best_holdout"),
+                    "budget": views.budget_rows(summary)})
+    return views.clean(out)
+
+
+def _evals_by_id(ledger: Ledger, ids: Iterable[str | None]) -> dict[str, dict[str, Any]]:
+    wanted = sorted({i for i in ids if i})
+    if not wanted:
+        return {}
+    with ledger.engine.connect() as c:
+        rows = c.execute(sa.select(s.evals).where(s.evals.c.id.in_(wanted))).mappings()
+        return {r["id"]: _row(r) for r in rows}
+
+
+def _holdout_evals(ledger: Ledger, run_id: str, cand_ids: list[str]) -> dict[str | None, dict[str, Any]]:
+    """Holdout eval results by candidate id; None holds the seed's (a holdout eval of the run with no candidate)."""
+    q = (sa.select(s.evals).where(s.evals.c.split == "holdout")
+         .where(sa.or_(s.evals.c.candidate_id.in_(cand_ids) if cand_ids else sa.false(),
+                       sa.and_(s.evals.c.run_id == run_id, s.evals.c.candidate_id.is_(None))))
+         .order_by(s.evals.c.created_at))
+    out: dict[str | None, dict[str, Any]] = {}
+    with ledger.engine.connect() as c:
+        for r in map(_row, c.execute(q).mappings()):
+            out.setdefault(r["candidate_id"], r.get("result") or {})
+    return out
+
+
+def _eval_summary(e: Mapping[str, Any]) -> dict[str, Any]:
+    result = e.get("result") or {}
+    return {"id": e["id"], "split": e["split"], "candidate_id": e.get("candidate_id"), "status": e["status"],
+            "n_tasks": e["n_tasks"], "epochs": e["epochs"], "seed": e["seed"], "model": e["model"],
+            "mean": result.get("mean"), "se": result.get("se"), "tokens": result.get("tokens"),
+            "seconds": result.get("seconds"), "created_at": e["created_at"]}
+
+
+def run_eval_ids(ledger: Ledger, run_id: str, candidates: list[Mapping[str, Any]]) -> set[str]:
+    """Every evaluation a run used: its own, plus reused ones its decisions point at (eval ids are content
+    hashes, so an identical harness reuses an earlier run's evaluation)."""
+    ids = {e["id"] for e in ledger.evals(run_id)}
+    for c in candidates:
+        d = c.get("decision") or {}
+        ids.update(i for i in (d.get("parent_eval"), d.get("cand_eval")) if i)
+    cand_ids = [c["id"] for c in candidates]
+    if cand_ids:
+        with ledger.engine.connect() as conn:
+            ids.update(r[0] for r in conn.execute(sa.select(s.evals.c.id).where(s.evals.c.candidate_id.in_(cand_ids))))
+    return ids
+
+
+def _candidate_row(c: Mapping[str, Any]) -> dict[str, Any]:
+    d = c.get("decision") or {}
+    dev, hold = d.get("dev") or d.get("slice") or {}, d.get("holdout") or {}  # a stopped-early candidate has only the slice
+    return {"id": c["id"], "round": c["round"], "parent_id": c.get("parent_id"), "status": c["status"],
+            "outcome": views.outcome(c), "proposer": c["proposer"], "summary": c.get("summary") or "",
+            "dev_diff": dev.get("mean_diff"), "dev_ci": [dev.get("ci_low"), dev.get("ci_high")], "dev_ci_level": dev.get("ci_level"),
+            "dev_p": dev.get("p_value"), "holdout_diff": hold.get("holdout_diff"),
+            "holdout_ci": [hold.get("ci_low"), hold.get("ci_high")],
+            "holdout_confirmed": hold.get("confirmed"), "reason": d.get("reason") or dev.get("reason") or "",
+            "cost": c.get("cost") or {}, "updated_at": c["updated_at"]}
+
+
+def run_detail(ledger: Ledger, run_id: str) -> dict[str, Any] | None:
+    run = ledger.run(run_id)
+    if run is None:
+        return None
+    run = _row(run)
+    summary = run.get("summary") or {}
+    cands = [_row(c) for c in ledger.candidates(run_id)]
+    cand_ids = [c["id"] for c in cands]
+    refs = [i for c in cands for i in ((c.get("decision") or {}).get("parent_eval"),
+                                       (c.get("decision") or {}).get("cand_eval"))]
+    evals = {k: v.get("result") or {} for k, v in _evals_by_id(ledger, refs).items()}
+    events = [_row(e) for e in ledger.events(run_id)]
+    own_evals = [_eval_summary(_row(e)) for e in ledger.evals(run_id)]
+    return views.clean({
+        "run": {k: run[k] for k in ("id", "kind", "project", "status", "created_at", "updated_at", "summary", "config")},
+        "series": views.score_series(cands, evals, _holdout_evals(ledger, run_id, cand_ids), summary),
+        "cost": views.cost_series(cands),
+        "budget": views.budget_rows(summary),
+        "unseals": max(int(summary.get("unseals") or 0), sum(e["kind"] == "unseal" for e in events)),
+        "test": summary.get("test"),
+        "lineage": views.lineage(cands, summary.get("best_candidate")),
+        "candidates": [_candidate_row(c) for c in cands],
+        "pending": [c["id"] for c in cands if c["status"] == "awaiting_approval"],
+        "evals": own_evals,
+        "rollouts": ledger.rollout_count(run_id),
+        "events": [{"kind": e["kind"], "data": e["data"], "created_at": e["created_at"]} for e in events[-100:]],
+    })
+
+
+def _signals_for_eval(ledger: Ledger, eval_id: str | None) -> dict[str, int]:
+    if not eval_id:
+        return {}
+    with ledger.engine.connect() as c:
+        rows = c.execute(sa.select(s.rollouts.c.signal, sa.func.count()).where(s.rollouts.c.eval_id == eval_id)
+                         .group_by(s.rollouts.c.signal))
+        return dict(sorted(((r[0], int(r[1])) for r in rows), key=lambda kv: -kv[1]))
+
+
+def candidate_detail(ledger: Ledger, cand_id: str) -> dict[str, Any] | None:
+    cand = ledger.candidate(cand_id)
+    if cand is None:
+        return None
+    cand = _row(cand)
+    siblings = [_row(c) for c in ledger.candidates(cand["run_id"])]
+    parent = next((c for c in siblings if c["id"] == cand.get("parent_id")), None)
+    decision = views.decision_parts(cand.get("decision"))
+    evals = _evals_by_id(ledger, [decision["parent_eval"], decision["cand_eval"]])
+    lesson = next((_row(x) for x in ledger.lessons(cand["run_id"])
+                   if x["candidate_id"] == cand["id"] or (x["candidate_id"] is None and x["round"] == cand["round"])), None)
+    events = [_row(e) for e in ledger.events(cand["run_id"])]
+    run = ledger.run(cand["run_id"]) or {}
+    return views.clean({
+        "candidate": {k: cand.get(k) for k in ("id", "run_id", "round", "parent_id", "commit", "proposer", "summary",
+                                               "rationale", "hypothesis", "diff", "fingerprint", "status", "cost",
+                                               "created_at", "updated_at")},
+        "outcome": views.outcome(cand),
+        "run": {"id": run.get("id"), "kind": run.get("kind"), "status": run.get("status")},
+        "parent": {"id": parent["id"], "round": parent["round"], "status": parent["status"]} if parent else None,
+        "children": [{"id": c["id"], "round": c["round"], "status": c["status"]}
+                     for c in siblings if c.get("parent_id") == cand["id"]],
+        "decision": decision,
+        "evals": {k: _eval_summary(evals[decision[k]]) for k in ("parent_eval", "cand_eval") if decision[k] in evals},
+        "signals": {"parent": _signals_for_eval(ledger, decision["parent_eval"]),
+                    "candidate": _signals_for_eval(ledger, decision["cand_eval"])},
+        "lesson": {"text": lesson["text"], "data": lesson["data"], "round": lesson["round"]} if lesson else None,
+        "events": [{"kind": e["kind"], "data": e["data"], "created_at": e["created_at"]} for e in events
+                   if isinstance(e.get("data"), dict) and e["data"].get("candidate") == cand["id"]],
+    })
+
+
+def find_trajectories(ledger: Ledger, run_id: str | None = None, candidate: str | None = None,
+                      split: str | None = None, signal: str | None = None, limit: int = 50, offset: int = 0,
+                      text_limit: int = TEXT_LIMIT) -> dict[str, Any]:
+    """Rollouts with their trajectories, filtered; facets count splits and signals under the run/candidate filter."""
+    eval_ids: set[str] | None = None
+    owner: dict[str, str] = {}  # eval id -> the candidate it evaluated, for the list
+    if run_id:
+        cands = [_row(c) for c in ledger.candidates(run_id)]
+        eval_ids = run_eval_ids(ledger, run_id, cands)
+        for c in cands:
+            ce = (c.get("decision") or {}).get("cand_eval")
+            if ce:
+                owner[ce] = c["id"]
+    if candidate:
+        cand = ledger.candidate(candidate)
+        if cand is None:
+            return {"total": 0, "items": [], "facets": {"split": {}, "signal": {}}, "error": f"no candidate {candidate}"}
+        cand = _row(cand)
+        ce = (cand.get("decision") or {}).get("cand_eval")
+        with ledger.engine.connect() as c:
+            ids = {r[0] for r in c.execute(sa.select(s.evals.c.id).where(s.evals.c.candidate_id == cand["id"]))}
+        ids.update([ce] if ce else [])
+        eval_ids = ids if eval_ids is None else eval_ids & ids
+        owner.update({i: cand["id"] for i in ids})
+    base = sa.select(s.rollouts, s.evals.c.split, s.evals.c.candidate_id).join(s.evals, s.evals.c.id == s.rollouts.c.eval_id)
+    if eval_ids is not None:
+        base = base.where(s.rollouts.c.eval_id.in_(sorted(eval_ids)))
+    facet_base = base.subquery()
+    filtered = base
+    if split:
+        filtered = filtered.where(s.evals.c.split == split)
+    if signal:
+        filtered = filtered.where(s.rollouts.c.signal == signal)
+    with ledger.engine.connect() as c:
+        total = int(c.execute(sa.select(sa.func.count()).select_from(filtered.subquery())).scalar_one())
+        rows = c.execute(filtered.order_by(s.evals.c.created_at, s.rollouts.c.eval_id, s.rollouts.c.task_id, s.rollouts.c.epoch)
+                         .limit(max(1, min(limit, 500))).offset(max(0, offset))).mappings().all()
+        facets = {name: {str(r[0]): int(r[1]) for r in c.execute(
+            sa.select(facet_base.c[name], sa.func.count()).group_by(facet_base.c[name]))}
+            for name in ("split", "signal")}
+    items = [{"id": r["id"], "eval_id": r["eval_id"], "split": r["split"], "task_id": r["task_id"], "epoch": r["epoch"],
+              "score": r["score"], "signal": r["signal"],
+              "candidate": owner.get(r["eval_id"]) or r["candidate_id"],
+              "data": views.truncate(_json(r["data"]), text_limit)} for r in rows]
+    return views.clean({"total": total, "offset": offset, "limit": limit, "items": items, "facets": facets})
+
+
+def list_lessons(ledger: Ledger, run_id: str | None = None) -> list[dict[str, Any]]:
+    return views.clean([{"run_id": x["run_id"], "round": x["round"], "candidate_id": x["candidate_id"],
+                         "text": x["text"], "data": _json(x["data"]), "created_at": x["created_at"]}
+                        for x in reversed(ledger.lessons(run_id))])
+
+
+def approval_queue(ledger: Ledger) -> list[dict[str, Any]]:
+    out = []
+    for c in map(_row, ledger.candidates_with_status("awaiting_approval")):
+        d = c.get("decision") or {}
+        out.append({"id": c["id"], "run_id": c["run_id"], "round": c["round"], "proposer": c["proposer"],
+                    "summary": c.get("summary") or "", "rationale": c.get("rationale") or "",
+                    "risky": list(d.get("risky") or []), "diff_lines": len((c.get("diff") or "").splitlines()),
+                    "created_at": c["created_at"]})
+    return views.clean(out)
