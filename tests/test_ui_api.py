@@ -8,9 +8,10 @@ from typer.testing import CliRunner
 
 from ratchet.ui.app import UISettings, create_app
 from ratchet.ui_cli import report, ui
-from ui_fixture import build_demo_ledger, copy_demo
+from evolve_fixture import build_real_run_ledger
+from ui_fixture import build_demo_ledger, copy_demo  # noqa: F401 - the synthetic builder, to swap back
 
-LEDGER_BUILDER = build_demo_ledger  # swap for a ledger from a real short evolve run
+LEDGER_BUILDER = build_real_run_ledger  # a real short evolve run (session-cached); build_demo_ledger also passes
 TOKEN = "t0ken-for-tests"
 
 

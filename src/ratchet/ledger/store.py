@@ -15,7 +15,7 @@ from pathlib import Path
 from typing import Any
 
 import sqlalchemy as sa
-from sqlalchemy.exc import IntegrityError, OperationalError
+from sqlalchemy.exc import IntegrityError, OperationalError, ProgrammingError
 
 from ratchet.ledger import schema as s
 from ratchet.types import Trajectory
@@ -25,6 +25,9 @@ _SECRET_PATTERNS = [
     re.compile(r"(?i)(bearer\s+)[A-Za-z0-9._\-]{16,}"),
     re.compile(r"(?i)((?:api[_-]?key|token|secret|password)[\"']?\s*[:=]\s*[\"']?)[^\s\"',}]{6,}"),
 ]
+
+
+_SCHEMA_LOCK_KEY = 0x72617463  # a PostgreSQL advisory lock that serialises creating the tables
 
 
 class LedgerError(RuntimeError):
@@ -65,11 +68,26 @@ class Ledger:
         else:
             self.engine = sa.create_engine(url, pool_pre_ping=True)
         try:
-            s.metadata.create_all(self.engine)
+            self._create_schema()
             self._check_version()
         except OperationalError as e:
             raise LedgerError(f"cannot open the ledger at {_safe_url(url)}: {e.orig}. Check the path/URL, "
                               "the disk space, and that no other program holds an exclusive lock.") from None
+
+    def _create_schema(self, attempts: int = 5) -> None:
+        """Create missing tables; safe when several loops open a new ledger at the same moment."""
+        for attempt in range(attempts):
+            try:
+                with self.engine.begin() as c:
+                    if c.dialect.name == "postgresql":  # DDL is transactional there: the lock makes it atomic
+                        c.execute(sa.text("SELECT pg_advisory_xact_lock(:key)"), {"key": _SCHEMA_LOCK_KEY})
+                    s.metadata.create_all(c)
+                return
+            except (OperationalError, ProgrammingError, IntegrityError) as e:
+                # SQLite has no such lock: another process created a table between our check and
+                # our CREATE; the next attempt sees it and skips it
+                if "already exists" not in str(e.orig) or attempt == attempts - 1:
+                    raise
 
     def _check_version(self) -> None:
         with self.engine.begin() as c:
@@ -122,7 +140,9 @@ class Ledger:
     def open_eval(self, eval_id: str, **fields: Any) -> None:
         """Create the eval row if it does not exist (resuming reuses it)."""
         with self.engine.begin() as c:
-            exists = c.execute(sa.select(s.evals.c.id).where(s.evals.c.id == eval_id)).first()
+            exists = c.execute(sa.select(s.evals.c.n_tasks).where(s.evals.c.id == eval_id)).first()
+            if exists and fields.get("n_tasks", 0) > exists[0]:  # a slice first, then the whole split
+                c.execute(sa.update(s.evals).where(s.evals.c.id == eval_id).values(n_tasks=fields["n_tasks"]))
             if not exists:
                 try:
                     c.execute(sa.insert(s.evals).values(id=eval_id, status="running", created_at=time.time(), **fields))

@@ -75,8 +75,10 @@ def _holdout_evals(ledger: Ledger, run_id: str, cand_ids: list[str]) -> dict[str
 
 def _eval_summary(e: Mapping[str, Any]) -> dict[str, Any]:
     result = e.get("result") or {}
+    # the result's count, not the row's: a dev slice and the full dev evaluation share one eval id, and the
+    # row keeps the n_tasks of whichever opened it first (the slice)
     return {"id": e["id"], "split": e["split"], "candidate_id": e.get("candidate_id"), "status": e["status"],
-            "n_tasks": e["n_tasks"], "epochs": e["epochs"], "seed": e["seed"], "model": e["model"],
+            "n_tasks": result.get("n_tasks") or e["n_tasks"], "epochs": e["epochs"], "seed": e["seed"], "model": e["model"],
             "mean": result.get("mean"), "se": result.get("se"), "tokens": result.get("tokens"),
             "seconds": result.get("seconds"), "created_at": e["created_at"]}
 
@@ -93,6 +95,29 @@ def run_eval_ids(ledger: Ledger, run_id: str, candidates: list[Mapping[str, Any]
         with ledger.engine.connect() as conn:
             ids.update(r[0] for r in conn.execute(sa.select(s.evals.c.id).where(s.evals.c.candidate_id.in_(cand_ids))))
     return ids
+
+
+def _own_eval_costs(ledger: Ledger, cand_ids: list[str]) -> dict[str, dict[str, float]]:
+    """Rollouts, tokens and seconds of each candidate's own evaluations (dev slice, dev, holdout), summed."""
+    out: dict[str, dict[str, float]] = {}
+    if not cand_ids:
+        return out
+    q = sa.select(s.evals.c.candidate_id, s.evals.c.result).where(s.evals.c.candidate_id.in_(cand_ids))
+    with ledger.engine.connect() as c:
+        for cand_id, result in c.execute(q):
+            r = _json(result) or {}
+            total = out.setdefault(cand_id, {"rollouts": 0, "tokens": 0, "seconds": 0.0})
+            total["rollouts"] += r.get("n_rollouts") or 0
+            total["tokens"] += r.get("tokens") or 0
+            total["seconds"] += r.get("seconds") or 0.0
+    return out
+
+
+def _with_eval_cost(ledger: Ledger, cands: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """Fill each candidate's cost from its evaluations where the row does not record it: the evolve
+    engine stores only {"dev_mean"} in candidates.cost, the rollouts and tokens live on its eval rows."""
+    derived = _own_eval_costs(ledger, [c["id"] for c in cands])
+    return [{**c, "cost": {**derived.get(c["id"], {}), **(c.get("cost") or {})}} for c in cands]
 
 
 def _candidate_row(c: Mapping[str, Any]) -> dict[str, Any]:
@@ -113,7 +138,7 @@ def run_detail(ledger: Ledger, run_id: str) -> dict[str, Any] | None:
         return None
     run = _row(run)
     summary = run.get("summary") or {}
-    cands = [_row(c) for c in ledger.candidates(run_id)]
+    cands = _with_eval_cost(ledger, [_row(c) for c in ledger.candidates(run_id)])
     cand_ids = [c["id"] for c in cands]
     refs = [i for c in cands for i in ((c.get("decision") or {}).get("parent_eval"),
                                        (c.get("decision") or {}).get("cand_eval"))]
@@ -149,7 +174,7 @@ def candidate_detail(ledger: Ledger, cand_id: str) -> dict[str, Any] | None:
     cand = ledger.candidate(cand_id)
     if cand is None:
         return None
-    cand = _row(cand)
+    cand = _with_eval_cost(ledger, [_row(cand)])[0]
     siblings = [_row(c) for c in ledger.candidates(cand["run_id"])]
     parent = next((c for c in siblings if c["id"] == cand.get("parent_id")), None)
     decision = views.decision_parts(cand.get("decision"))

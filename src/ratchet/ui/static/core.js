@@ -34,9 +34,10 @@
   R.ci = (lo, hi, d = 3) => (R.isNum(lo) && R.isNum(hi) ? "[" + R.signed(lo, d) + ", " + R.signed(hi, d) + "]" : "–");
   R.int = (x) => (R.isNum(x) ? Math.round(x).toLocaleString("en-US") : "–");
   R.time = (t) => (R.isNum(t) ? new Date(t * 1000).toISOString().replace("T", " ").slice(0, 19) + "Z" : "–");
-  R.short = (id) => (id ? (id.length > 22 ? id.slice(0, 22) + "…" : id) : "–");
+  // both ends: the loop names candidates "<run id>-r007", so the head alone is the same for a whole run
+  R.short = (id) => (id ? (id.length > 24 ? id.slice(0, 11) + "…" + id.slice(-12) : id) : "–");
   R.link = (href, text, cls) => h("a", { href: href, class: cls }, text);
-  R.candLink = (id) => (id ? R.link("#/candidate/" + encodeURIComponent(id), R.short(id), "mono") : "–");
+  R.candLink = (id) => (id ? h("a", { href: "#/candidate/" + encodeURIComponent(id), class: "mono", title: id }, R.short(id)) : "–");
   R.runLink = (id) => (id ? R.link("#/run/" + encodeURIComponent(id), id, "mono") : "–");
 
   R.badge = function (status) {

@@ -85,7 +85,7 @@
     load: () => R.get("approvals"),
     render(items, route, rerender) {
       if (!items.length) return R.card("Approval queue", h("p", { class: "muted" }, "Nothing is waiting for approval."));
-      return R.card("Approval queue", h("p", { class: "hint" }, "Risky candidates wait here before evaluation; the loop resumes when you decide."),
+      return R.card("Approval queue", h("p", { class: "hint" }, "Candidates at the approval gate (risky ones, or every one when approve = \"always\") wait here before evaluation; the loop resumes when you decide."),
         items.map((c) => h("div", { class: "queue-item" },
           h("div", null, h("b", null, "Round " + c.round + " "), R.candLink(c.id), " · run ", R.runLink(c.run_id), " · " + c.proposer),
           h("p", { class: "prose" }, c.summary), c.rationale ? h("p", { class: "muted" }, c.rationale) : null,

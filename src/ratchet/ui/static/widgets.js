@@ -133,7 +133,9 @@
       onchange: (e) => R.setToken(e.target.value) });
     const writable = R.meta && R.meta.writable;
     return h("div", { class: "approval", "data-candidate": cand },
-      h("div", null, h("b", null, "Risky change: waiting for a person. "), (risky || []).join("; ")),
+      // approve = "always" gates every change, so a waiting candidate need not be risky
+      h("div", null, h("b", null, (risky || []).length ? "Risky change: waiting for a person. "
+        : "Waiting for a person (the approval gate holds every change)."), (risky || []).join("; ")),
       writable ? h("div", { class: "actions" },
         h("button", { class: "btn approve", id: "approve-" + cand, onclick: act("approve") }, "Approve"),
         h("button", { class: "btn reject", id: "reject-" + cand, onclick: act("reject") }, "Reject"),
