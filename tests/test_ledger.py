@@ -1,14 +1,18 @@
-"""The ledger: transactional rows, resume-friendly uniqueness, redaction of secrets."""
+"""The ledger: transactional rows, resume-friendly uniqueness, redaction of secrets.
+
+Every test that takes `ledger` runs on SQLite and on PostgreSQL (a throwaway server, see pg.py)."""
 
 import pytest
 
+from pg import create_database, pg_admin_url
 from ratchet.ledger import Ledger, redact
 from ratchet.types import Trajectory
 
 
-@pytest.fixture
-def ledger(tmp_path):
-    lg = Ledger(f"sqlite:///{tmp_path / 'l.sqlite'}")
+@pytest.fixture(params=["sqlite", "postgresql"])
+def ledger(request, tmp_path):
+    url = f"sqlite:///{tmp_path / 'l.sqlite'}" if request.param == "sqlite" else create_database(pg_admin_url())
+    lg = Ledger(url)
     yield lg
     lg.close()
 

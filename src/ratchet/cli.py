@@ -26,8 +26,30 @@ ProjectArg = typer.Argument(..., help="Project directory (holding ratchet.toml).
 
 
 def _fail(message: str, code: int = 2) -> None:
-    err_console.print(f"[bold red]error:[/] {message}", highlight=False)
+    from rich.markup import escape  # a message naming "[eval] max_steps" must not be read as markup
+
+    err_console.print(f"[bold red]error:[/] {escape(message)}", highlight=False)
     raise typer.Exit(code)
+
+
+def _fixable(e: BaseException) -> str | None:
+    """The message for an error the user can fix (project files, model endpoint, ledger, disk), else None."""
+    import errno
+
+    from sqlalchemy.exc import OperationalError
+
+    from ratchet.ledger import LedgerError
+    from ratchet.loop.gitrepo import GitError
+    from ratchet.models.base import ModelError
+
+    if isinstance(e, (ConfigError, LedgerError, ModelError, GitError)):
+        return str(e)
+    if isinstance(e, OperationalError):
+        return (f"the ledger could not be written ({e.orig}); free disk space, or stop the program that "
+                "holds a lock on it, then run the same command again: what was recorded is kept")
+    if isinstance(e, OSError) and e.errno in (errno.ENOSPC, errno.EDQUOT):
+        return f"disk full ({e}); free space, then run the same command again: what was recorded is kept"
+    return None
 
 
 def _model_override(project: Path, model: str | None, base_url: str | None) -> ModelSection | None:
@@ -81,8 +103,10 @@ def eval_(
     try:
         proj = open_project(project, model=_model_override(project, model, base_url))
         harness = load_harness(proj.cfg.harness_dir)
-    except ConfigError as e:
-        _fail(str(e))
+    except Exception as e:
+        if (message := _fixable(e)) is None:
+            raise
+        _fail(message)
     tasks = proj.tasks(split, limit or proj.cfg.eval.limit)
     if not tasks:
         _fail(f"the {split} split is empty; raise [suite] size or the split fraction")
@@ -102,9 +126,16 @@ def eval_(
         _fail(f"{e}; run the same command again to finish", code=130)
     except KeyboardInterrupt:
         _fail("interrupted; finished rollouts are in the ledger - run the same command again to finish", code=130)
+    except Exception as e:
+        if (message := _fixable(e)) is None:
+            raise
+        _fail(f"{message}\nfinished rollouts are in the ledger; run the same command again to finish")
     signals: dict[str, int] = {}
+    errors: dict[str, int] = {}
     for t in result.trajectories:
         signals[t.failure_signal] = signals.get(t.failure_signal, 0) + 1
+        if t.error:
+            errors[t.error[:300]] = errors.get(t.error[:300], 0) + 1
     console.print(table(
         f"{proj.cfg.project.name}: {proj.suite.name} / {split}",
         ["harness", "model", "tasks", "epochs", "accuracy ± se", "tokens", "seconds", "reused"],
@@ -112,6 +143,10 @@ def eval_(
           result.tokens, f"{result.seconds:.1f}", result.reused]],
     ))
     console.print("outcomes: " + ", ".join(f"{k} {v}" for k, v in sorted(signals.items())))
+    if errors:  # say why episodes failed, so a missing skill or a crashing program is named, not just counted
+        common, count = max(errors.items(), key=lambda kv: kv[1])
+        console.print(f"most common error ({count} of {len(result.trajectories)} rollouts): {common}",
+                      highlight=False, markup=False)
     out = output or proj.cfg.state_dir / f"eval-{split}.json"
     payload = {**result.summary(), "harness": harness.fingerprint, "model": proj.model.name, "suite": proj.suite.name,
                "signals": signals, "scores": result.scores}
@@ -124,8 +159,10 @@ def _open(project: Path, **kw):
 
     try:
         return open_project(project, **kw)
-    except ConfigError as e:
-        _fail(str(e))
+    except Exception as e:
+        if (message := _fixable(e)) is None:
+            raise
+        _fail(message)
 
 
 def _run_id(proj, run: str | None, kind: str = "evolve") -> str:
@@ -169,10 +206,16 @@ def evolve(
         finally:
             await proj.aclose()
 
+    from ratchet.loop.engine import TamperError
+
     try:
         outcome = asyncio.run(go())
-    except ValueError as e:
+    except (ValueError, TamperError) as e:
         _fail(str(e))
+    except Exception as e:
+        if (message := _fixable(e)) is None:
+            raise
+        _fail(f"{message}\nthe run is in the ledger; continue it with: ratchet evolve {project} --resume")
     if outcome.status == "stopped":
         console.print(f"stopped: {outcome.reason}. Continue with: ratchet evolve {project} --resume")
         raise typer.Exit(130 if "Ctrl-C" in outcome.reason else 0)

@@ -112,22 +112,34 @@ class Evaluator:
 
         gate = asyncio.Semaphore(self.concurrency)
         stopped = asyncio.Event()
+        failed = asyncio.Event()
 
         async def one(task: Task, epoch: int) -> None:
             nonlocal finished
             async with gate:
+                if failed.is_set():
+                    return
                 if stopped.is_set() or (should_stop and should_stop()):
                     stopped.set()
                     return
-                traj = await run_episode(harness, task, self.services, episode_seed(seed, task.id, epoch), epoch)
-                traj = await self._score(task, traj)
-            self.ledger.add_rollout(eval_id, traj)
+                try:
+                    traj = await run_episode(harness, task, self.services, episode_seed(seed, task.id, epoch), epoch)
+                    traj = await self._score(task, traj)
+                    self.ledger.add_rollout(eval_id, traj)
+                except Exception:
+                    failed.set()  # the parent's failure (ledger, model endpoint): start no more episodes
+                    raise
             done[(task.id, epoch)] = traj
             finished += 1
             if progress:
                 progress(finished, total)
 
-        await asyncio.gather(*(one(t, e) for t, e in todo))
+        # Wait for the episodes in flight even after a failure: cancelling one while its sandbox process
+        # is being created hangs asyncio (3.11) for good, so the error is raised once they have ended.
+        outcomes = await asyncio.gather(*(one(t, e) for t, e in todo), return_exceptions=True)
+        errors = [o for o in outcomes if isinstance(o, BaseException)]
+        if errors:
+            raise errors[0]
         if stopped.is_set():
             raise EvalInterrupted(f"evaluation {eval_id} stopped with {finished}/{total} rollouts recorded")
 

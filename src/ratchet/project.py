@@ -5,7 +5,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from pathlib import Path
 
-from ratchet.config import ModelSection, ProjectConfig, load_project
+from ratchet.config import ConfigError, ModelSection, ProjectConfig, load_project
 from ratchet.evaluate import Evaluator
 from ratchet.harness.budget import EpisodeLimits
 from ratchet.harness.runtime import EpisodeServices, python_sandbox_limits
@@ -58,7 +58,10 @@ def open_project(path: str | Path, model: ModelSection | None = None, ledger_url
         cfg = cfg.model_copy(update={"model": model})
     cfg.state_dir.mkdir(parents=True, exist_ok=True)
     ledger = Ledger(ledger_url or cfg.ledger_url)
-    suite = build_suite(cfg.suite, cfg.root)
+    try:
+        suite = build_suite(cfg.suite, cfg.root)
+    except ValueError as e:  # a suite's data error names the file and line: the user's to fix, not a crash
+        raise ConfigError(str(e)) from None
     chat = build_model(cfg.model, cfg.root, cfg.state_dir / "cache.sqlite")
     services = make_services(cfg, chat)
     return Project(cfg, suite, chat, ledger, services, Evaluator(suite, services, ledger, cfg.eval.concurrency))

@@ -381,7 +381,11 @@ def _decode(data: bytes, truncated: bool, cap_kb: int) -> str:
 
 
 class Sandbox:
-    def __init__(self, limits: SandboxLimits = SandboxLimits(), backend: str = "auto") -> None:
+    def __init__(self, limits: SandboxLimits = SandboxLimits(), backend: str = "auto",
+                 hide: Sequence[Path] | None = None) -> None:
+        """`hide`: dirs masked inside the sandbox; None means the gold-answer packages (GOLD_PACKAGES).
+        `ratchet research` passes () only when a project sets [research] hide_gold_packages = false."""
+        self.hide = hide
         if backend not in ("auto", "bwrap", "rlimit"):
             raise ValueError(f"sandbox backend must be auto, bwrap or rlimit, got {backend!r}")
         if backend == "bwrap" and not bwrap_works():
@@ -406,7 +410,8 @@ class Sandbox:
                 raise ValueError(f"sandbox read-only bind {p} does not exist")
         if self.backend_name == "bwrap":
             tmp_mb = max(16, 4 * self.limits.file_mb)
-            cmd = bwrap_argv(argv, workdir, ro_binds, base_env(INSIDE_WORKDIR, env), tmp_mb, uid, _hidden_dirs())
+            hide = _hidden_dirs() if self.hide is None else tuple(self.hide)
+            cmd = bwrap_argv(argv, workdir, ro_binds, base_env(INSIDE_WORKDIR, env), tmp_mb, uid, hide)
             run_env, cwd, isolate_net = {}, None, False
         else:
             cmd, run_env, cwd, isolate_net = list(argv), base_env(str(workdir), env), workdir, True

@@ -10,6 +10,7 @@ from __future__ import annotations
 import asyncio
 import hashlib
 import json
+import signal
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -18,8 +19,8 @@ from typing import Any
 
 from ratchet.harness.budget import EpisodeBudget, EpisodeLimits
 from ratchet.harness.loader import Harness
-from ratchet.models.base import ChatModel
-from ratchet.sandbox import Sandbox, SandboxLimits, python_argv
+from ratchet.models.base import ChatModel, ModelUnavailable
+from ratchet.sandbox import PIPE_LIMIT, Sandbox, SandboxLimits, python_argv
 from ratchet.types import SamplingParams, Task, Trajectory
 
 WORKER_SOURCE = Path(__file__).with_name("worker.py")
@@ -50,6 +51,7 @@ class _Episode:
         self.budget = EpisodeBudget(services.limits)
         self.calls = 0
         self.ended = asyncio.Event()
+        self.unavailable: ModelUnavailable | None = None
 
     def setup_message(self) -> dict[str, Any]:
         return {
@@ -86,6 +88,10 @@ class _Episode:
             return self.end(why)
         try:
             result = await (self._llm(msg) if op == "llm" else self._skill(msg))
+        except ModelUnavailable as e:  # the endpoint's fault, not the program's: end it, record nothing
+            self.unavailable = e
+            self.end(f"model unavailable: {e}")
+            return reply({"id": msg.get("id"), "ok": False, "error": f"model unavailable: {e}"})
         except Exception as e:  # a refused or failed request is reported to the program, which may recover
             self.traj.tool_errors += op != "llm"
             reply({"id": msg.get("id"), "ok": False, "error": f"{type(e).__name__}: {e}"})
@@ -124,6 +130,26 @@ class _Episode:
         return {"result": result}
 
 
+_SIGNAL_MEANING = {signal.SIGXCPU: "the cpu limit", signal.SIGXFSZ: "the file size limit",
+                   signal.SIGKILL: "killed: out of memory, or by a kill"}
+
+
+def exit_words(code: int | None) -> str:
+    """How a process ended, in words; bwrap reports a death by signal N as exit code 128 + N."""
+    if code is not None and code < 0:
+        sig = -code
+    elif code is not None and 128 < code < 128 + signal.NSIG:
+        sig = code - 128
+    else:
+        return f"exited with code {code}"
+    try:
+        name = signal.Signals(sig).name
+    except ValueError:
+        name = f"signal {sig}"
+    meaning = _SIGNAL_MEANING.get(sig)
+    return f"was killed by {name}{' (' + meaning + ')' if meaning else ''}, exit code {code}"
+
+
 async def _pump_replies(proc: asyncio.subprocess.Process, episode: _Episode) -> None:
     tasks: set[asyncio.Task] = set()
 
@@ -132,10 +158,15 @@ async def _pump_replies(proc: asyncio.subprocess.Process, episode: _Episode) -> 
             proc.stdin.write((json.dumps(obj) + "\n").encode())
 
     while not episode.ended.is_set():
-        line = await proc.stdout.readline()
+        try:
+            line = await proc.stdout.readline()
+        except ValueError:  # one line over the pipe limit: the program, not the parent, must pay for it
+            episode.end(f"crash: the harness process wrote a protocol message over {PIPE_LIMIT // 2**20} MiB "
+                        "(an answer or request that large is refused)")
+            break
         if not line:
             await proc.wait()
-            episode.end(f"crash: the harness process exited with code {proc.returncode} before finishing")
+            episode.end(f"crash: the harness process {exit_words(proc.returncode)} before finishing")
             break
         try:
             msg = json.loads(line)
@@ -167,10 +198,15 @@ async def run_episode(harness: Harness, task: Task, services: EpisodeServices, s
             ep.end(f"timeout: the episode ran past {services.limits.timeout_s:g}s")
         await box.kill()
         log = box.stderr_text()
+    if ep.unavailable is not None:  # raised, so the evaluator stops without recording a false failure
+        raise ep.unavailable
     ep.traj.steps = ep.budget.steps
     ep.traj.tokens = ep.budget.tokens
     ep.traj.seconds = round(time.monotonic() - started, 4)
     ep.traj.log = log[-LOG_TAIL:]
+    last_words = [line.strip() for line in log[-LOG_TAIL:].splitlines() if line.strip()]
+    if ep.traj.error and ep.traj.error.startswith("crash:") and last_words:  # e.g. the MemoryError that ended it
+        ep.traj.error += f"; its last output line: {last_words[-1][:200]}"
     return ep.traj
 
 

@@ -113,3 +113,54 @@ state = sa.Table(  # small per-run state that resume needs exactly (proposer, ho
     sa.Column("value", sa.JSON, nullable=False),
     sa.Column("updated_at", sa.Float, nullable=False),
 )
+
+# -- data flywheel ---------------------------------------------------------------------------------
+fw_generations = sa.Table(  # one row per flywheel generation: what was generated, kept, trained, decided
+    "fw_generations", metadata,
+    sa.Column("run_id", sa.String(64), sa.ForeignKey("runs.id"), primary_key=True),
+    sa.Column("generation", sa.Integer, primary_key=True),
+    sa.Column("model", sa.Text, nullable=False),  # the model that generated the data
+    # generating | filtered | trained | evaluated | promoted | rejected | failed
+    sa.Column("status", sa.String(16), nullable=False),
+    sa.Column("eval_id", sa.String(64), nullable=True),  # the generation's sampling evaluation
+    sa.Column("counts", sa.JSON, nullable=False),  # rollouts, verified, filtered by reason, contamination hits
+    sa.Column("dataset_hash", sa.String(32), nullable=True),
+    sa.Column("candidate_model", sa.Text, nullable=True),
+    sa.Column("decision", sa.JSON, nullable=False),
+    sa.Column("seconds", sa.JSON, nullable=False),  # wall time per stage
+    sa.Column("created_at", sa.Float, nullable=False),
+    sa.Column("updated_at", sa.Float, nullable=False),
+)
+
+fw_examples = sa.Table(  # every candidate training example, kept or dropped (with why), with provenance
+    "fw_examples", metadata,
+    sa.Column("id", sa.String(32), primary_key=True),
+    sa.Column("run_id", sa.String(64), sa.ForeignKey("runs.id"), nullable=False),
+    sa.Column("generation", sa.Integer, nullable=False),
+    sa.Column("kind", sa.String(8), nullable=False),  # sft | pair
+    sa.Column("task_id", sa.Text, nullable=False),
+    sa.Column("split", sa.String(16), nullable=False),
+    sa.Column("model", sa.Text, nullable=False),
+    sa.Column("status", sa.String(8), nullable=False),  # kept | dropped
+    sa.Column("reason", sa.String(32), nullable=True),  # why it was dropped
+    sa.Column("score", sa.Float, nullable=False),
+    sa.Column("data", sa.JSON, nullable=False),  # Example.to_json() plus the drop detail
+    sa.Column("created_at", sa.Float, nullable=False),
+)
+sa.Index("ix_fw_examples_run_gen", fw_examples.c.run_id, fw_examples.c.generation)
+
+models = sa.Table(  # the model registry: every trained model, promoted or not, with its lineage
+    "models", metadata,
+    sa.Column("name", sa.String(128), primary_key=True),
+    sa.Column("project", sa.Text, nullable=False),
+    sa.Column("parent", sa.Text, nullable=True),  # the model it was trained from
+    sa.Column("path", sa.Text, nullable=False),  # the weights dir (.ratchet/models/<name>)
+    sa.Column("status", sa.String(16), nullable=False),  # candidate | promoted | rejected
+    sa.Column("run_id", sa.String(64), nullable=True),
+    sa.Column("generation", sa.Integer, nullable=True),
+    sa.Column("dataset_hash", sa.String(32), nullable=True),
+    sa.Column("train_config", sa.JSON, nullable=False),
+    sa.Column("metrics", sa.JSON, nullable=False),
+    sa.Column("created_at", sa.Float, nullable=False),
+    sa.Column("updated_at", sa.Float, nullable=False),
+)

@@ -83,4 +83,4 @@ class HarnessArena:
         return report.to_prompt(), report.summary()
 
     def fingerprint(self) -> str:
-        return self.project.evaluator.suite_fingerprint
+        return self.project.suite.fingerprint()  # recomputed, not the evaluator's cached copy: a change on disk shows

@@ -23,7 +23,7 @@ from ratchet.loop import archive as arch
 from ratchet.loop.arena import Arena, ArenaFailure
 from ratchet.loop.control import StopControl
 from ratchet.loop.decision import DecisionStats, decide_dev, decide_slice, mean_rule
-from ratchet.loop.edits import changed_files
+from ratchet.loop.edits import EditError, changed_files, normalize_path
 from ratchet.loop.gitrepo import CandidateRepo
 from ratchet.loop.guard import check_candidate, proposal_fingerprint
 from ratchet.loop.holdout import Thresholdout
@@ -168,6 +168,12 @@ class LoopEngine:
             self.ledger.add_candidate(**row, status="duplicate",
                                       decision={"final": "duplicate", "reason": "identical or near-identical to a harness already tried"})
             return self.ledger.candidate(cand_id)
+        outside = uncommittable_paths(changes)
+        if outside:  # no commit can hold such a path: reject before git sees it, rather than crash the run
+            self.ledger.add_candidate(**row, status="guard_rejected",
+                                      decision={"final": "rejected", "reason": "; ".join(outside), "guard": outside})
+            self.ledger.add_event("guard_reject", {"candidate": cand_id, "reasons": outside}, run_id=self.run_id)
+            return self.ledger.candidate(cand_id)
         commit = self.repo.commit_candidate(parent.commit, changes, f"ratchet round {r}: {summary_line}", number=r)
         diff = self.repo.diff(parent.commit, commit)
         verdict = check_candidate(changes, diff, self.guard, files)
@@ -299,6 +305,17 @@ class LoopEngine:
         return [{"round": c["round"], "proposer": c["proposer"], "summary": c["summary"], "decision": c["status"],
                  "effect": ((c["decision"] or {}).get("dev") or {}).get("mean_diff")}
                 for c in self.ledger.candidates(self.run_id)]
+
+
+def uncommittable_paths(changes: dict[str, str | None]) -> list[str]:
+    """Why each proposed path cannot be a harness file (absolute, leaves the harness dir, inside .git)."""
+    reasons = []
+    for path in changes:
+        try:
+            normalize_path(path, "candidate edit")
+        except EditError as e:
+            reasons.append(f"touches {e}")
+    return reasons
 
 
 def _summary(p: Proposal) -> str:

@@ -11,6 +11,12 @@ class ModelError(RuntimeError):
     """A model call that failed for good (after retries); the message says what to check."""
 
 
+class ModelUnavailable(ModelError):
+    """The endpoint could not answer (down, too slow, rate-limited past the retries, replying garbage).
+
+    Not the harness's fault: an evaluation stops instead of recording the episode as a failed task."""
+
+
 @runtime_checkable
 class ChatModel(Protocol):
     name: str  # stable identity used in cache keys and provenance

@@ -1,0 +1,142 @@
+"""Training examples with provenance, the training set of a generation, and export to standard formats.
+
+An example is one model call of a verified rollout: the request messages the model saw and the reply
+it gave (SFT), or a verified-good and a verified-bad reply to the same request (a preference pair).
+Every example carries where it came from - task, split, generation, model, harness, verifier, score,
+sampling seed - so any row of an exported file can be traced back (`ratchet data lineage ID`).
+
+Exports are plain JSONL that HF `datasets.load_dataset("json", data_files=...)` reads:
+  SFT:        {"id", "messages": [{"role", "content"}, ...]}                      (chat format)
+  preference: {"id", "prompt": [messages], "chosen": [assistant msg], "rejected": [assistant msg]}
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import hashlib
+import json
+import random
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+SFT, PAIR = "sft", "pair"
+
+
+@dataclass(frozen=True)
+class Provenance:
+    run_id: str
+    generation: int
+    task_id: str
+    split: str  # always "train"; kept so an audit can prove it
+    model: str  # the model version that produced the reply
+    harness: str  # harness fingerprint
+    harness_commit: str | None  # git commit of the harness dir, when it is in a repository
+    verifier: str  # scorer identity (suite name @ fingerprint) plus the judge, if any
+    score: float  # outcome score of the rollout (the chosen one, for a pair)
+    seed: int  # sampling seed of the model call
+    eval_id: str  # the generation's evaluation in the ledger
+    epoch: int  # which of the K samples
+    call_index: int  # which model call of the rollout
+    rejected_score: float | None = None  # pairs: the outcome score of the rejected reply
+    rejected_seed: int | None = None
+    rejected_epoch: int | None = None
+    star: bool = False  # the reply was rationalised with a gold-answer hint (STaR)
+
+    def to_json(self) -> dict[str, Any]:
+        return dataclasses.asdict(self)
+
+
+@dataclass
+class Example:
+    kind: str  # sft | pair
+    prompt: list[dict[str, str]]  # the request messages, as the model saw them
+    reply: str  # the (chosen) assistant reply
+    provenance: Provenance
+    rejected: str | None = None  # pairs only
+    signals: dict[str, Any] = field(default_factory=dict)  # process signals, kept apart from the score
+    judge: dict[str, Any] | None = None  # the AI judge's verdict, if one ran
+
+    @property
+    def id(self) -> str:
+        """Stable: the same rollout call gives the same id, so a resumed generation does not duplicate rows."""
+        p = self.provenance
+        key = [self.kind, p.run_id, p.generation, p.task_id, p.epoch, p.call_index, p.rejected_epoch, p.star]
+        return "ex-" + hashlib.sha256(json.dumps(key).encode()).hexdigest()[:16]
+
+    @property
+    def text(self) -> str:
+        """Everything a model would train on, for the length, duplicate and contamination checks."""
+        parts = [m.get("content", "") for m in self.prompt] + [self.reply]
+        if self.rejected is not None:
+            parts.append(self.rejected)
+        return "\n".join(parts)
+
+    def sft_record(self) -> dict[str, Any]:
+        return {"id": self.id, "messages": [*self.prompt, {"role": "assistant", "content": self.reply}]}
+
+    def pair_record(self) -> dict[str, Any]:
+        if self.rejected is None:
+            raise ValueError(f"{self.id} is an SFT example; it has no rejected reply")
+        return {"id": self.id, "prompt": list(self.prompt), "chosen": [{"role": "assistant", "content": self.reply}],
+                "rejected": [{"role": "assistant", "content": self.rejected}]}
+
+    def to_json(self) -> dict[str, Any]:
+        return {"id": self.id, "kind": self.kind, "prompt": self.prompt, "reply": self.reply, "rejected": self.rejected,
+                "provenance": self.provenance.to_json(), "signals": self.signals, "judge": self.judge}
+
+    @classmethod
+    def from_json(cls, d: dict[str, Any]) -> Example:
+        return cls(kind=d["kind"], prompt=list(d["prompt"]), reply=d["reply"], rejected=d.get("rejected"),
+                   provenance=Provenance(**d["provenance"]), signals=dict(d.get("signals") or {}), judge=d.get("judge"))
+
+
+def mix_generations(fresh: Sequence[Example], old: Sequence[Example], fresh_ratio: float, seed: int) -> list[Example]:
+    """The training set: all fresh examples plus as many old ones as keep the fresh share at `fresh_ratio`.
+
+    Old data is never thrown away (it stays in the ledger); the ratio only sets how much of it a
+    generation trains on. Re-training on a model's own outputs alone narrows it (model collapse);
+    keeping earlier verified data in the mix is the usual guard.
+    """
+    if not 0.0 < fresh_ratio <= 1.0:
+        raise ValueError(f"fresh_ratio must be in (0, 1], got {fresh_ratio}")
+    if not fresh:
+        n_old = len(old) if fresh_ratio < 1.0 else 0
+    else:
+        n_old = min(len(old), round(len(fresh) * (1.0 - fresh_ratio) / fresh_ratio))
+    rng = random.Random(seed)
+    chosen_old = rng.sample(list(old), n_old) if n_old < len(old) else list(old)
+    return sorted([*fresh, *chosen_old], key=lambda e: e.id)
+
+
+def dataset_hash(examples: Iterable[Example]) -> str:
+    """A content hash of a training set (order-free): names the data a model was trained on."""
+    h = hashlib.sha256()
+    for record in sorted(json.dumps(e.to_json(), sort_keys=True) for e in examples):
+        h.update(record.encode())
+        h.update(b"\n")
+    return h.hexdigest()[:16]
+
+
+def write_jsonl(path: Path, records: Iterable[dict[str, Any]]) -> int:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    n = 0
+    tmp = path.with_suffix(path.suffix + ".tmp")
+    with tmp.open("w") as f:
+        for r in records:
+            f.write(json.dumps(r, ensure_ascii=False) + "\n")
+            n += 1
+    tmp.replace(path)
+    return n
+
+
+def export(examples: Sequence[Example], out_dir: Path) -> dict[str, Path]:
+    """Write sft.jsonl (chat messages), pairs.jsonl (prompt/chosen/rejected) and provenance.jsonl; return paths."""
+    sft = [e for e in examples if e.kind == SFT]
+    pairs = [e for e in examples if e.kind == PAIR]
+    paths = {"sft": out_dir / "sft.jsonl", "pairs": out_dir / "pairs.jsonl", "provenance": out_dir / "provenance.jsonl"}
+    write_jsonl(paths["sft"], (e.sft_record() for e in sft))
+    write_jsonl(paths["pairs"], (e.pair_record() for e in pairs))
+    write_jsonl(paths["provenance"], ({"id": e.id, "kind": e.kind, **e.provenance.to_json()} for e in examples))
+    return paths

@@ -1,0 +1,429 @@
+"""The flywheel loop: per generation, generate -> verify -> filter -> train -> evaluate -> promote.
+
+It is the same loop as `ratchet evolve`, with training as the proposal: the evaluator, the decision
+rule (dev, then holdout through Thresholdout), the ledger, the stop controls and the lessons are shared.
+Every stage writes to the ledger before the next begins, so `--resume` continues a stopped run: the
+sampling evaluation reuses its finished rollouts, examples are written once by stable id, a trained
+model already in the registry is not trained again, and a decided generation is not decided twice.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import re
+import subprocess
+import time
+from collections.abc import Callable
+from contextlib import AbstractContextManager, nullcontext
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from ratchet.config import ConfigError, ModelSection
+from ratchet.evaluate import EvalInterrupted, Evaluator
+from ratchet.flywheel import registry
+from ratchet.flywheel.card import card_markdown
+from ratchet.flywheel.config import FlywheelConfig, parse_flywheel
+from ratchet.flywheel.contamination import index_for_suite
+from ratchet.flywheel.datasets import PAIR, SFT, Example, Provenance, dataset_hash, export, mix_generations
+from ratchet.flywheel.filter import filter_examples, pair_candidates, rollout_counts, sft_candidates
+from ratchet.flywheel.generate import generate, generation_seed, rationalize, sampling_harness
+from ratchet.flywheel.promote import compare
+from ratchet.flywheel.train import TRAIN_CONFIG_FILE, TrainInterrupted, TrainResult, train_model
+from ratchet.flywheel.verify import Judge, verdict_for, verifier_identity
+from ratchet.harness.loader import Harness, load_harness
+from ratchet.ledger.flywheel_store import FlywheelStore
+from ratchet.loop.control import StopControl
+from ratchet.loop.decision import decide_dev
+from ratchet.loop.holdout import Thresholdout
+from ratchet.loop.memory import Lesson, draft_next_step, lesson_text
+from ratchet.models import build_model
+from ratchet.models.base import ChatModel
+from ratchet.project import Project, make_services
+from ratchet.suites.base import split_of
+from ratchet.types import Task, Trajectory
+
+Progress = Callable[[str], AbstractContextManager[Callable[[int, int], None]]]
+
+
+@dataclass
+class FlywheelSummary:
+    run_id: str
+    status: str  # finished | stopped
+    reason: str
+    current_model: str
+    base_model: str
+    generations: list[dict[str, Any]] = field(default_factory=list)
+    final_holdout: dict[str, Any] | None = None
+    wall_s: float = 0.0
+    card_path: Path | None = None
+
+
+def git_commit(path: Path) -> str | None:
+    try:
+        out = subprocess.run(["git", "-C", str(path), "rev-parse", "HEAD"], capture_output=True, text=True, timeout=10)
+    except (OSError, subprocess.TimeoutExpired):
+        return None
+    return out.stdout.strip() or None if out.returncode == 0 else None
+
+
+def _no_progress(_desc: str) -> AbstractContextManager[Callable[[int, int], None]]:
+    return nullcontext(lambda done, total: None)
+
+
+class Flywheel:
+    def __init__(self, project: Project, fw: FlywheelConfig | None = None, *, on_event: Callable[[str], None] | None = None,
+                 progress: Progress | None = None, handle_sigint: bool = False,
+                 train_fn: Callable[..., TrainResult] = train_model,
+                 model_factory: Callable[[str], ChatModel] | None = None):
+        """`train_fn` and `model_factory` replace training and model loading (tests of the loop mechanics)."""
+        if model_factory is None and project.cfg.model.backend != "local":
+            raise ConfigError("the flywheel trains the model's weights, so [model] backend must be \"local\" "
+                              f"(it is {project.cfg.model.backend!r})")
+        self.p, self.cfg = project, project.cfg
+        self.fw = fw or parse_flywheel(self.cfg.flywheel)
+        self.store = FlywheelStore(project.ledger)
+        self.say = on_event or (lambda msg: None)
+        self.progress = progress or _no_progress
+        self.handle_sigint = handle_sigint
+        self.train_fn, self.model_factory = train_fn, model_factory
+        self.harness: Harness = load_harness(self.cfg.harness_dir)
+        self.gen_harness = sampling_harness(self.harness, self.fw.temperature)
+        self.harness_commit = git_commit(self.cfg.harness_dir)
+        fractions, salt = self.cfg.suite.splits.model_dump(), self.cfg.suite.split_salt
+        self.split = {t.id: split_of(t.id, fractions, salt) for t in project.suite.tasks()}
+        self.tasks = {s: project.tasks(s) for s in ("train", "dev", "holdout", "test")}
+        if self.fw.task_limit:
+            self.tasks["train"] = self.tasks["train"][: self.fw.task_limit]
+        if self.fw.eval_limit:
+            for s in ("dev", "holdout"):
+                self.tasks[s] = self.tasks[s][: self.fw.eval_limit]
+        for s in ("train", "dev", "holdout"):
+            if not self.tasks[s]:
+                raise ConfigError(f"the {s} split is empty; raise [suite] size or the {s} fraction in [suite.splits]")
+        self.index = index_for_suite(project.suite, fractions, salt, n=self.fw.ngram,
+                                     threshold=self.fw.contamination_threshold, boilerplate_df=self.fw.boilerplate_df)
+        self._train_by_id = {t.id: t for t in self.tasks["train"]}
+        self._models: dict[str, ChatModel] = {self.cfg.model.name: project.model}
+
+    # -- models ------------------------------------------------------------------------------------
+    def model(self, name: str) -> ChatModel:
+        if name not in self._models:
+            if self.model_factory is not None:
+                self._models[name] = self.model_factory(name)
+            else:
+                section = self.cfg.model.model_copy(update={"name": name})
+                self._models[name] = build_model(section, self.cfg.root, self.cfg.state_dir / "cache.sqlite")
+        return self._models[name]
+
+    async def release(self, name: str) -> None:
+        if name != self.cfg.model.name and name in self._models:
+            await self._models.pop(name).aclose()
+
+    def evaluator(self, name: str) -> Evaluator:
+        return Evaluator(self.p.suite, make_services(self.cfg, self.model(name)), self.p.ledger, self.cfg.eval.concurrency)
+
+    def weights_dir(self, name: str) -> Path:
+        from ratchet.models.gguf import resolve_local_model
+
+        return registry.registry_model_dir(self.cfg.root, name) or resolve_local_model(name)
+
+    # -- the run -----------------------------------------------------------------------------------
+    def _open_run(self, resume: bool, generations: int) -> tuple[str, int]:
+        project = self.cfg.project.name
+        if resume:
+            run = self.p.ledger.latest_run("flywheel", project)
+            if run is None:
+                raise ConfigError(f"--resume: no earlier flywheel run of project {project!r} in the ledger")
+            stored = run["config"].get("flywheel")
+            if stored:
+                self.fw = parse_flywheel(_strip_none(stored))
+            self.base = run["config"].get("base_model", self.cfg.model.name)
+            self.p.ledger.update_run(run["id"], status="running")
+            return run["id"], max(generations, int(run["config"].get("generations", 0)))
+        self.base = self.cfg.model.name
+        config = {"flywheel": self.fw.to_json(), "generations": generations, "base_model": self.base,
+                  "harness": self.harness.fingerprint, "harness_commit": self.harness_commit}
+        return self.p.ledger.create_run("flywheel", project, config), generations
+
+    async def run(self, generations: int | None = None, resume: bool = False) -> FlywheelSummary:
+        started = time.monotonic()
+        run_id, total = self._open_run(resume, generations or self.fw.generations)
+        self.run_id = run_id
+        ledger = self.p.ledger
+        run = ledger.run(run_id) or {}
+        control = StopControl(self.cfg.guard, total, self.cfg.root / self.cfg.guard.stop_file)
+        control.resume_from((run.get("summary") or {}).get("usage", {}))
+        if self.handle_sigint:
+            control.install_sigint()
+        state = ledger.get_state(run_id, "thresholdout")
+        self.mechanism = (Thresholdout.from_json(state) if state else
+                          Thresholdout(self.fw.holdout_budget, self.fw.holdout_threshold, self.fw.holdout_noise,
+                                       seed=self.fw.eval_seed))
+        current, status, reason = self.base, "finished", f"{total} generations done"
+        for g in range(1, total + 1):
+            done = self.store.generation(run_id, g)
+            if done and done["status"] in ("promoted", "rejected", "skipped"):
+                current = done["candidate_model"] if done["status"] == "promoted" else current
+                continue
+            why = control.budget_reason() or control.stop_reason()
+            if why:
+                status, reason = "stopped", why
+                break
+            try:
+                current = await self.generation(g, current, control)
+            except (EvalInterrupted, TrainInterrupted) as e:
+                status, reason = "stopped", f"{control.stop_reason() or 'stopped'}: {e}"
+                break
+            control.usage.rounds = g
+            ledger.update_run(run_id, summary={"usage": control.usage.to_json(), "current_model": current})
+        final = await self.final_holdout(current) if status == "finished" else None
+        ledger.update_run(run_id, status=status, summary={"usage": control.usage.to_json(), "current_model": current,
+                                                          "reason": reason, "final_holdout": final})
+        card = self.write_card()
+        return FlywheelSummary(run_id, status, reason, current, self.base, self.store.generations(run_id), final,
+                               time.monotonic() - started, card)
+
+    # -- one generation ----------------------------------------------------------------------------
+    async def generation(self, g: int, current: str, control: StopControl) -> str:
+        fw, run_id = self.fw, self.run_id
+        self.store.open_generation(run_id, g, current)
+        seconds: dict[str, float] = dict((self.store.generation(run_id, g) or {}).get("seconds") or {})
+        t0 = time.monotonic()
+        self.say(f"generation {g}: sampling {fw.samples_per_task} rollouts x {len(self.tasks['train'])} train tasks "
+                 f"with {current}")
+        ev = self.evaluator(current)
+        with self.progress(f"g{g} generate") as cb:
+            sampled = await generate(ev, self.gen_harness, self.tasks["train"], fw.samples_per_task,
+                                     generation_seed(fw.seed, g), run_id=run_id, progress=cb,
+                                     should_stop=control.should_stop, splits=self.split)
+        control.spend(rollouts=sampled.n_rollouts - sampled.reused, tokens=sampled.tokens)
+        _add(seconds, "generate", t0)
+
+        t0 = time.monotonic()
+        rollouts, star = await self.verify(sampled.trajectories, current, g)
+        counts = rollout_counts(rollouts)
+        counts["star_verified"] = sum(1 for _t, v in star if v.good)
+        _add(seconds, "verify", t0)
+
+        t0 = time.monotonic()
+        prov = self._provenance(g, current, sampled.eval_id)
+        sft = sft_candidates(rollouts, prov(False)) + sft_candidates(star, prov(True))
+        pairs = pair_candidates(rollouts, prov(False), fw.max_pairs_per_task)
+        opts = dict(min_chars=fw.min_chars, max_chars=fw.max_chars, near_dup_threshold=fw.near_dup_threshold,
+                    per_task_cap=fw.per_task_cap)
+        f_sft, f_pairs = filter_examples(sft, self.index, **opts), filter_examples(pairs, self.index, **opts)
+        self.store.add_examples(run_id, g, _rows(f_sft) + _rows(f_pairs))
+        counts.update(filter_sft=f_sft.counts, filter_pairs=f_pairs.counts,
+                      contamination_hits=_hits(f_sft) + _hits(f_pairs))
+        train_sft, train_pairs, ts = self.training_set(g)
+        counts["train_set"] = ts
+        data_hash = dataset_hash([*train_sft, *train_pairs])
+        out = self.cfg.state_dir / "flywheel" / run_id / f"g{g}"
+        export([*train_sft, *train_pairs], out)
+        self.p.ledger.set_state(run_id, f"trainset:g{g}", [e.id for e in [*train_sft, *train_pairs]])
+        _add(seconds, "filter", t0)
+        self.store.update_generation(run_id, g, status="filtered", eval_id=sampled.eval_id, counts=counts,
+                                     dataset_hash=data_hash, seconds=seconds)
+        self.say(f"generation {g}: {counts.get('verified_good', 0)}/{counts.get('rollouts', 0)} rollouts verified; "
+                 f"kept {f_sft.counts['kept']} sft + {f_pairs.counts['kept']} pairs; contamination dropped "
+                 f"{f_sft.counts['contamination'] + f_pairs.counts['contamination']}; training on {ts}")
+
+        if not train_sft and not train_pairs:
+            reason = (f"no training data: nothing survived verification and filtering for method "
+                      f"{fw.train.method!r} (see the data card); the current model stays")
+            self.store.update_generation(run_id, g, status="skipped", decision={"reason": reason}, seconds=seconds)
+            self.say(f"generation {g}: skipped, {reason}")
+            return current
+
+        t0 = time.monotonic()
+        name = self.model_name(g)
+        if registry.registry_model_dir(self.cfg.root, name) is None:
+            self.say(f"generation {g}: training {name} ({fw.train.method}, "
+                     f"{'full fine-tune' if fw.train.full_finetune else f'LoRA r={fw.train.lora_r}'})")
+            result = await asyncio.to_thread(self.train_fn, self.weights_dir(current), train_sft, train_pairs, fw.train,
+                                             registry.model_dir(self.cfg.root, name), self.say, control.should_stop)
+            metrics = {"train": result.metrics, "train_seconds": round(result.seconds, 1)}
+        else:  # trained before a stop: keep its recorded metrics
+            recorded = _read_json(registry.model_dir(self.cfg.root, name) / TRAIN_CONFIG_FILE)
+            metrics = {"train": recorded.get("metrics", {}), "train_seconds": recorded.get("seconds")}
+        registry.register(self.store, self.cfg.root, name=name, project=self.cfg.project.name, parent=current,
+                          run_id=run_id, generation=g, dataset_hash=data_hash, train_config=fw.to_json()["train"],
+                          metrics=metrics)
+        _add(seconds, "train", t0)
+        self.store.update_generation(run_id, g, status="trained", candidate_model=name, seconds=seconds)
+
+        t0 = time.monotonic()
+        self.say(f"generation {g}: evaluating {name} against {current} on dev (then holdout if dev accepts)")
+        cmp = await compare(self.evaluator(current), self.evaluator(name), self.harness, self.tasks["dev"],
+                            self.tasks["holdout"], epochs=fw.eval_epochs, seed=fw.eval_seed, alpha=fw.alpha,
+                            min_effect=fw.min_effect, mechanism=self.mechanism, run_id=run_id,
+                            progress=lambda key: self.progress(f"g{g} {key}"), should_stop=control.should_stop)
+        control.spend(rollouts=cmp.rollouts, tokens=cmp.tokens)
+        self.p.ledger.set_state(run_id, "thresholdout", self.mechanism.to_json())
+        _add(seconds, "evaluate", t0)
+        status = "promoted" if cmp.promoted else "rejected"
+        registry.set_status(self.store, self.cfg.root, name, status,
+                            {"decision": cmp.to_json(), "dev_mean": cmp.means.get("dev_candidate"),
+                             "holdout_mean": cmp.means.get("holdout_candidate")})
+        self.store.update_generation(run_id, g, status=status, decision=cmp.to_json(), seconds=seconds)
+        self._lesson(g, name, cmp, counts)
+        self.say(f"generation {g}: {status} {name}: {cmp.reason}")
+        if cmp.promoted:
+            await self.release(current)
+            return name
+        await self.release(name)
+        return current
+
+    async def verify(self, trajs: list[Trajectory], current: str, g: int) -> tuple[list, list]:
+        fw = self.fw
+        judge = self._judge(current)
+
+        async def one(traj: Trajectory):
+            jv = None
+            if judge and traj.score >= fw.min_score and traj.output:
+                jv = await judge.judge(self._task(traj.task_id), traj.output, seed=traj.seed)
+            return traj, verdict_for(traj, fw.min_score, jv, fw.judge.min_score if fw.judge else 0.0,
+                                     fw.drop_tool_errors, fw.drop_loops)
+
+        verdicts = list(await asyncio.gather(*(one(t) for t in trajs)))
+        star: list = []
+        if fw.star_rationalize:
+            solved = {t.task_id for t, v in verdicts if v.good}
+            failed, seen = [], set()
+            for traj, _v in verdicts:
+                if traj.task_id not in solved and traj.task_id not in seen and traj.messages:
+                    seen.add(traj.task_id)
+                    failed.append((self._task(traj.task_id), traj))
+            temperature = fw.temperature if fw.temperature is not None else 0.7
+            hinted = await rationalize(self.model(current), self.p.suite, failed[: fw.star_max_tasks], temperature,
+                                       generation_seed(fw.seed, g), self.split.get)
+            star = [(t, verdict_for(t, fw.min_score, None, 0.0, fw.drop_tool_errors, fw.drop_loops)) for t in hinted]
+        return verdicts, star
+
+    def _judge(self, current: str) -> Judge | None:
+        j = self.fw.judge
+        if j is None:
+            return None
+        text = j.text or (self.cfg.root / j.path).read_text()
+        if isinstance(j.model, dict):  # a [model]-style table: any backend, e.g. a stronger model behind an API
+            if "judge" not in self._models:
+                section = ModelSection.model_validate(j.model)
+                self._models["judge"] = build_model(section, self.cfg.root, self.cfg.state_dir / "cache.sqlite")
+            model = self._models["judge"]
+        else:
+            model = self.model(j.model or current)
+        return Judge(model, j, text)
+
+    def _task(self, task_id: str) -> Task:
+        return self._train_by_id[task_id]
+
+    def _provenance(self, g: int, current: str, eval_id: str) -> Callable[[bool], Callable]:
+        verifier = verifier_identity(self.p.suite.name, self.p.evaluator.suite_fingerprint,
+                                     self._judge(current) if self.fw.judge else None)
+
+        def for_source(star: bool) -> Callable[[Trajectory, int, int], Provenance]:
+            def prov(traj: Trajectory, call_index: int, seed: int) -> Provenance:
+                return Provenance(run_id=self.run_id, generation=g, task_id=traj.task_id,
+                                  split=self.split[traj.task_id], model=current, harness=self.gen_harness.fingerprint,
+                                  harness_commit=self.harness_commit, verifier=verifier, score=traj.score, seed=seed,
+                                  eval_id=eval_id if not star else f"{eval_id}:star", epoch=traj.epoch,
+                                  call_index=call_index, star=star)
+            return prov
+        return for_source
+
+    def training_set(self, g: int) -> tuple[list[Example], list[Example], dict[str, int]]:
+        """Fresh kept examples of generation g plus earlier generations' kept data at the fresh ratio."""
+        rows = self.store.examples(self.run_id, status="kept", max_generation=g)
+        ex = [(r["generation"], Example.from_json(r["data"]["example"])) for r in rows]
+        out: dict[str, list[Example]] = {}
+        stats: dict[str, int] = {}
+        for kind, label in ((SFT, "sft"), (PAIR, "pairs")):
+            fresh = [e for gen, e in ex if gen == g and e.kind == kind]
+            old = [e for gen, e in ex if gen < g and e.kind == kind]
+            out[kind] = mix_generations(fresh, old, self.fw.fresh_ratio, seed=self.fw.seed + g)
+            stats[f"{label}_fresh"], stats[f"{label}_old"] = len(fresh), len(out[kind]) - len(fresh)
+        method = self.fw.train.method
+        return (out[SFT] if method in ("sft", "both") else [], out[PAIR] if method in ("dpo", "both") else [], stats)
+
+    def model_name(self, g: int) -> str:
+        project = re.sub(r"[^A-Za-z0-9._-]", "-", self.cfg.project.name).strip(".-") or "model"
+        return f"{project}-g{g}-{self.run_id.rsplit('-', 1)[-1]}"
+
+    def _lesson(self, g: int, name: str, cmp, counts: dict[str, Any]) -> None:
+        d = cmp.dev
+        lesson = Lesson(run_id=self.run_id, round=g, candidate=name,
+                        change_summary=f"fine-tuned {name} ({self.fw.train.method}) on {counts.get('train_set')} "
+                                       f"examples from {counts.get('verified_good', 0)} verified rollouts",
+                        hypothesis="training on the model's own verified replies makes right answers more likely",
+                        effect=d.mean_diff, ci_low=d.ci_low, ci_high=d.ci_high,
+                        decision="confirmed" if cmp.promoted else "rejected",
+                        next_step=draft_next_step(d, {}), signals={})
+        self.p.ledger.add_lesson(self.run_id, g, name, lesson_text(lesson), lesson.to_json())
+
+    async def final_holdout(self, current: str) -> dict[str, Any] | None:
+        """Report (never used to decide): base vs final model on holdout, paired, same seeds and epochs."""
+        if current == self.base:
+            return None
+        fw = self.fw
+        base = await self.evaluator(self.base).evaluate(self.harness, self.tasks["holdout"], "holdout", fw.eval_epochs,
+                                                        fw.eval_seed, run_id=self.run_id)
+        final = await self.evaluator(current).evaluate(self.harness, self.tasks["holdout"], "holdout", fw.eval_epochs,
+                                                       fw.eval_seed, run_id=self.run_id)
+        stats = decide_dev(base.scores, final.scores, alpha=fw.alpha)
+        report = {"base": self.base, "final": current, "base_mean": base.mean, "final_mean": final.mean,
+                  "base_se": base.se, "final_se": final.se, "n_tasks": base.n_tasks, "epochs": fw.eval_epochs,
+                  "stats": stats.to_json()}
+        self.p.ledger.add_event("flywheel_final_holdout", report, run_id=self.run_id)
+        return report
+
+    def write_card(self) -> Path:
+        path = self.cfg.state_dir / "flywheel" / self.run_id / "DATA_CARD.md"
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_text(card_markdown(self.run_id, self.store.generations(self.run_id)))
+        return path
+
+    async def aclose(self) -> None:
+        for name in list(self._models):
+            await self.release(name)
+
+
+def _rows(result) -> list[dict[str, Any]]:
+    rows = []
+    for e in result.kept:
+        rows.append(_row(e, "kept", None, {}))
+    for d in result.dropped:
+        rows.append(_row(d.example, "dropped", d.reason, d.detail))
+    return rows
+
+
+def _row(e: Example, status: str, reason: str | None, detail: dict[str, Any]) -> dict[str, Any]:
+    p = e.provenance
+    return {"id": e.id, "kind": e.kind, "task_id": p.task_id, "split": p.split, "model": p.model, "status": status,
+            "reason": reason, "score": p.score, "data": {"example": e.to_json(), "detail": detail}}
+
+
+def _hits(result) -> list[dict[str, Any]]:
+    out = []
+    for h in result.contamination_hits():
+        first = (h.get("hits") or [{}])[0]
+        out.append({"example": h["example"], "task_id": h["task_id"], "hit_task": first.get("task_id"),
+                    "hit_split": first.get("split"), "part": first.get("part"), "n_hits": h.get("n_hits")})
+    return out
+
+
+def _add(seconds: dict[str, float], stage: str, t0: float) -> None:
+    """Stage wall time, summed over the sessions of a resumed run."""
+    seconds[stage] = round(seconds.get(stage, 0.0) + time.monotonic() - t0, 1)
+
+
+def _read_json(path: Path) -> dict[str, Any]:
+    try:
+        return json.loads(path.read_text())
+    except (OSError, ValueError):
+        return {}
+
+
+def _strip_none(d: dict[str, Any]) -> dict[str, Any]:
+    return {k: (_strip_none(v) if isinstance(v, dict) else v) for k, v in d.items() if v is not None}

@@ -1,0 +1,204 @@
+"""From verified rollouts to training examples: keep the good, drop the rest, and count why.
+
+Order of the checks (an example is dropped for the first one it fails, and counted under that reason):
+  contamination -> length -> exact duplicate -> near duplicate -> per-task cap.
+Contamination comes first so that its count is complete: every example that contains an eval item is
+counted as a contamination hit, even if it would also have been a duplicate. Verification (score,
+judge, process signals) happens before candidates exist; `Rollout counts` report it.
+Pure functions: no I/O, no model calls.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import re
+from collections import Counter, defaultdict
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+from ratchet.flywheel.contamination import ContaminationIndex, ngrams, tokens
+from ratchet.flywheel.datasets import PAIR, SFT, Example, Provenance
+from ratchet.flywheel.verify import Verdict
+from ratchet.types import Trajectory
+
+FILTER_REASONS = ("contamination", "too_short", "too_long", "duplicate", "near_duplicate", "per_task_cap")
+
+
+@dataclass
+class Dropped:
+    example: Example
+    reason: str
+    detail: dict[str, Any] = field(default_factory=dict)
+
+
+@dataclass
+class FilterResult:
+    kept: list[Example]
+    dropped: list[Dropped]
+
+    @property
+    def counts(self) -> dict[str, int]:
+        c = Counter(d.reason for d in self.dropped)
+        return {"candidates": len(self.kept) + len(self.dropped), "kept": len(self.kept),
+                **{r: c.get(r, 0) for r in FILTER_REASONS}}
+
+    def contamination_hits(self) -> list[dict[str, Any]]:
+        return [{"example": d.example.id, "task_id": d.example.provenance.task_id, **d.detail}
+                for d in self.dropped if d.reason == "contamination"]
+
+
+def _request_key(messages: list[dict[str, str]]) -> str:
+    return hashlib.sha256(json.dumps(messages, sort_keys=True).encode()).hexdigest()
+
+
+def _single_reply_calls(traj: Trajectory) -> list[tuple[int, dict[str, Any]]]:
+    """Model calls that produced exactly one reply: only those are (prompt, reply) pairs the model can learn.
+
+    A call with n > 1 samples is a search step of the harness; which sample was used is not recorded.
+    """
+    return [(i, call) for i, call in enumerate(traj.messages) if len(call.get("replies") or []) == 1]
+
+
+def _call_seed(call: dict[str, Any], fallback: int) -> int:
+    seed = (call.get("params") or {}).get("seed")
+    return int(seed) if seed is not None else fallback
+
+
+ProvenanceFor = Callable[[Trajectory, int, int], Provenance]  # (rollout, call index, call seed) -> provenance
+
+
+def sft_candidates(rollouts: Sequence[tuple[Trajectory, Verdict]], provenance_for: ProvenanceFor) -> list[Example]:
+    """One SFT example per single-reply model call of every verified-good rollout.
+
+    In constitution mode the judge's revision replaces the reply of the rollout's last call.
+    """
+    out: list[Example] = []
+    for traj, verdict in rollouts:
+        if not verdict.good:
+            continue
+        calls = _single_reply_calls(traj)
+        for pos, (i, call) in enumerate(calls):
+            reply = call["replies"][0]
+            last = pos == len(calls) - 1
+            if last and verdict.judge and verdict.judge.revision:
+                reply = verdict.judge.revision
+            out.append(Example(kind=SFT, prompt=list(call["request"]), reply=reply,
+                               provenance=provenance_for(traj, i, _call_seed(call, traj.seed)),
+                               signals=verdict.signals, judge=verdict.judge.to_json() if verdict.judge else None))
+    return out
+
+
+def pair_candidates(rollouts: Sequence[tuple[Trajectory, Verdict]], provenance_for: ProvenanceFor,
+                    max_pairs_per_task: int) -> list[Example]:
+    """Preference pairs: the last call of a verified-good rollout vs the last call of a verified-bad rollout
+    of the same task whose request was identical (DPO needs the same prompt on both sides).
+
+    A rollout is "bad" only for its answer (low score or low judge grade), not for a crash: a crash
+    says nothing about which reply is better.
+    """
+    good: dict[str, list[tuple[Trajectory, int, dict]]] = defaultdict(list)
+    bad: dict[str, list[tuple[Trajectory, int, dict]]] = defaultdict(list)
+    for traj, verdict in rollouts:
+        calls = _single_reply_calls(traj)
+        if not calls:
+            continue
+        i, call = calls[-1]
+        key = f"{traj.task_id}\0{_request_key(call['request'])}"
+        if verdict.good:
+            good[key].append((traj, i, call))
+        elif set(verdict.reasons) <= {"low_score", "judge_low"}:
+            bad[key].append((traj, i, call))
+    out: list[Example] = []
+    per_task: Counter[str] = Counter()
+    for key in sorted(good):
+        chosen = _distinct(good[key])
+        rejected = _distinct(bad.get(key, []))
+        for (gt, gi, gc), (bt, _bi, bc) in zip(chosen, rejected):
+            if per_task[gt.task_id] >= max_pairs_per_task:
+                break
+            prov = provenance_for(gt, gi, _call_seed(gc, gt.seed))
+            prov = Provenance(**{**prov.to_json(), "rejected_score": bt.score, "rejected_seed": _call_seed(bc, bt.seed),
+                                 "rejected_epoch": bt.epoch})
+            out.append(Example(kind=PAIR, prompt=list(gc["request"]), reply=gc["replies"][0],
+                               rejected=bc["replies"][0], provenance=prov))
+            per_task[gt.task_id] += 1
+    return out
+
+
+def _distinct(items: list[tuple[Trajectory, int, dict]]) -> list[tuple[Trajectory, int, dict]]:
+    seen, out = set(), []
+    for item in sorted(items, key=lambda x: x[0].epoch):
+        norm = normalize(item[2]["replies"][0])
+        if norm not in seen:
+            seen.add(norm)
+            out.append(item)
+    return out
+
+
+_SPACE = re.compile(r"\s+")
+
+
+def normalize(text: str) -> str:
+    """Text as compared for exact duplicates: case, spacing and trailing punctuation do not count."""
+    return _SPACE.sub(" ", text.strip().lower()).rstrip(" .!")
+
+
+def jaccard(a: str, b: str, n: int = 2) -> float:
+    ta, tb = tokens(a), tokens(b)
+    if len(ta) < n or len(tb) < n:
+        return 1.0 if ta == tb else 0.0
+    ga, gb = ngrams(ta, n), ngrams(tb, n)
+    return len(ga & gb) / len(ga | gb)
+
+
+def filter_examples(candidates: Sequence[Example], index: ContaminationIndex | None, *, min_chars: int, max_chars: int,
+                    near_dup_threshold: float, per_task_cap: int) -> FilterResult:
+    """Apply the checks in the documented order; SFT and pair examples are capped separately per task."""
+    kept: list[Example] = []
+    dropped: list[Dropped] = []
+    seen: dict[tuple[str, str, str], set[str]] = defaultdict(set)  # (kind, task, request) -> normalized texts
+    by_group: dict[tuple[str, str, str], list[str]] = defaultdict(list)
+    per_task: Counter[tuple[str, str]] = Counter()
+    for ex in sorted(candidates, key=lambda e: (e.provenance.task_id, e.provenance.epoch, e.provenance.call_index)):
+        hits = index.check(ex.text) if index is not None else []
+        if hits:
+            dropped.append(Dropped(ex, "contamination", {"hits": [h.to_json() for h in hits[:5]], "n_hits": len(hits)}))
+            continue
+        if len(ex.reply.strip()) < min_chars:
+            dropped.append(Dropped(ex, "too_short"))
+            continue
+        if len(ex.reply) > max_chars or (ex.rejected is not None and len(ex.rejected) > max_chars):
+            dropped.append(Dropped(ex, "too_long"))
+            continue
+        group = (ex.kind, ex.provenance.task_id, _request_key(ex.prompt))
+        text = normalize(ex.reply) + ("\0" + normalize(ex.rejected) if ex.rejected is not None else "")
+        if text in seen[group]:
+            dropped.append(Dropped(ex, "duplicate"))
+            continue
+        near = next((o for o in by_group[group] if jaccard(text, o) >= near_dup_threshold), None)
+        if near is not None:
+            dropped.append(Dropped(ex, "near_duplicate", {"similar_to": near[:200]}))
+            continue
+        seen[group].add(text)
+        by_group[group].append(text)
+        if per_task[(ex.kind, ex.provenance.task_id)] >= per_task_cap:
+            dropped.append(Dropped(ex, "per_task_cap"))
+            continue
+        per_task[(ex.kind, ex.provenance.task_id)] += 1
+        kept.append(ex)
+    return FilterResult(kept, dropped)
+
+
+def rollout_counts(rollouts: Sequence[tuple[Trajectory, Verdict]]) -> dict[str, int]:
+    """How many rollouts were verified good, and why the others were not (a rollout may have several reasons)."""
+    c: Counter[str] = Counter()
+    for _traj, verdict in rollouts:
+        c["rollouts"] += 1
+        c["verified_good"] += verdict.good
+        for r in verdict.reasons:
+            c[f"not_good:{r}"] += 1
+    c["tasks"] = len({t.task_id for t, _ in rollouts})
+    c["tasks_solved"] = len({t.task_id for t, v in rollouts if v.good})
+    return dict(c)

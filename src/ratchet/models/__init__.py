@@ -1,0 +1,68 @@
+"""Chat model backends: local transformers (dynamic batching), OpenAI-compatible HTTP, scripted; plus a cache.
+
+`build_model` turns a `[model]` config section into a ChatModel. Backends are imported lazily, so that
+importing `ratchet.models` does not import torch.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from ratchet.config import ConfigError, ModelSection
+from ratchet.models.base import ChatModel, ModelError
+
+__all__ = ["ChatModel", "ModelError", "build_model"]
+
+
+def _local_name(name: str, root: Path) -> str:
+    """A relative model dir is relative to the project root; a registry name maps to its weights dir; built-in names pass through."""
+    candidate = Path(name).expanduser()
+    if not candidate.is_absolute() and (root / candidate).is_dir():
+        return str((root / candidate).resolve())
+    from ratchet.flywheel.registry import registry_model_dir  # a model the flywheel trained, by registry name
+
+    registered = registry_model_dir(root, name)
+    return str(registered) if registered is not None else name
+
+
+def build_model(section: ModelSection, root: Path, cache_path: Path | None = None) -> ChatModel:
+    """The ChatModel a `[model]` section describes, behind a cache when `section.cache` and `cache_path` are set."""
+    model: ChatModel
+    if section.backend == "local":
+        from ratchet.models.local import LocalModel
+
+        model = LocalModel(
+            _local_name(section.name, root), device=section.device, dtype=section.dtype, max_batch=section.max_batch
+        )
+    elif section.backend == "openai":
+        from ratchet.models.openai import OpenAIModel
+
+        if not section.base_url:
+            raise ConfigError(
+                "[model] backend = \"openai\" needs base_url, e.g. base_url = \"http://127.0.0.1:8000/v1\""
+            )
+        model = OpenAIModel(
+            section.name,
+            section.base_url,
+            api_key_env=section.api_key_env,
+            concurrency=section.concurrency,
+            timeout_s=section.timeout_s,
+            max_retries=section.max_retries,
+        )
+    elif section.backend == "scripted":
+        from ratchet.models.scripted import ScriptedModel
+
+        if not section.script:
+            raise ConfigError(
+                "[model] backend = \"scripted\" needs script = \"path/to/replies.py\" (a file defining "
+                "reply(messages, params) -> str)"
+            )
+        script = Path(section.script)
+        model = ScriptedModel.from_file(script if script.is_absolute() else root / script)
+    else:  # the config's Literal already rejects this; kept so a new backend cannot be half-added
+        raise ConfigError(f"[model] backend {section.backend!r} is not known; use local, openai or scripted")
+    if section.cache and cache_path is not None:
+        from ratchet.models.cache import CachedModel
+
+        model = CachedModel(model, cache_path)
+    return model

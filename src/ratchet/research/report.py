@@ -1,0 +1,89 @@
+"""Research results in the metric's own units: the round line, the closing table and results.tsv
+(one row per candidate, like autoresearch's). Scores inside the loop are higher-is-better; here a
+minimised metric is turned back (value = sign * score), so a lower bpb reads as a lower bpb."""
+
+from __future__ import annotations
+
+import csv
+import io
+from pathlib import Path
+from typing import Any
+
+from ratchet.research.config import ResearchSection
+
+TSV_COLUMNS = ["round", "candidate", "commit", "proposer", "status", "dev_parent", "dev_candidate", "dev_delta",
+               "ci_low", "ci_high", "p_value", "holdout_parent", "holdout_candidate", "holdout", "description"]
+
+
+def to_metric(spec: ResearchSection, score: float | None) -> float | None:
+    return None if score is None else spec.sign * score
+
+
+def delta_interval(spec: ResearchSection, stats: dict[str, Any]) -> tuple[float, float, float]:
+    """(delta, low, high) of candidate minus parent in metric units."""
+    ends = sorted([spec.sign * stats["ci_low"], spec.sign * stats["ci_high"]])
+    return spec.sign * stats["mean_diff"], ends[0], ends[1]
+
+
+def _f(x: float | None, spec: str = ".4g") -> str:
+    return "-" if x is None else format(x, spec)
+
+
+def describe(row: dict[str, Any], proposal: dict[str, Any] | None) -> str:
+    """What the candidate changed, in one line: the knob moves of a search proposal, else its summary."""
+    changed = ((proposal or {}).get("meta") or {}).get("changed")
+    return "; ".join(changed) if changed else " ".join((row["summary"] or "").split())
+
+
+def round_line(spec: ResearchSection, row: dict[str, Any], proposal: dict[str, Any] | None = None) -> str:
+    d = row["decision"] or {}
+    stats, hold = d.get("dev") or d.get("slice"), d.get("holdout")
+    figures = ""
+    if stats:
+        delta, low, high = delta_interval(spec, stats)
+        figures = (f" {spec.metric} {_f(to_metric(spec, stats['mean_parent']))} -> {_f(to_metric(spec, stats['mean_cand']))}"
+                   f" (delta {delta:+.4g} [{low:+.4g}, {high:+.4g}], p={stats['p_value']:.3g}"
+                   f"{', first slice' if not d.get('dev') else ''})")
+    if hold:
+        figures += f"; holdout {'confirmed' if hold['confirmed'] else 'not confirmed'}"
+    if row["status"] == "failed":
+        figures += f" {d.get('reason', '')[:120]}"
+    return f"round {row['round']:>3} [{row['proposer']}] {describe(row, proposal)[:60]}:{figures} -> {row['status'].upper()}"
+
+
+def tsv_rows(spec: ResearchSection, candidates: list[dict[str, Any]],
+             proposals: dict[int, dict[str, Any]] | None = None) -> list[list[str]]:
+    rows = []
+    for c in candidates:
+        d = c["decision"] or {}
+        stats, hold = d.get("dev") or d.get("slice") or {}, d.get("holdout") or {}
+        delta = delta_interval(spec, stats) if stats else (None, None, None)
+        rows.append([str(c["round"]), c["id"], (c["commit"] or "")[:10], c["proposer"], c["status"],
+                     _f(to_metric(spec, stats.get("mean_parent"))), _f(to_metric(spec, stats.get("mean_cand"))),
+                     _f(delta[0], "+.4g"), _f(delta[1], "+.4g"), _f(delta[2], "+.4g"), _f(stats.get("p_value"), ".3g"),
+                     _f(to_metric(spec, hold.get("mean_parent"))), _f(to_metric(spec, hold.get("mean_cand"))),
+                     ("confirmed" if hold.get("confirmed") else "not confirmed") if hold else "-",
+                     describe(c, (proposals or {}).get(c["round"]))[:200]])
+    return rows
+
+
+def tsv_text(spec: ResearchSection, candidates: list[dict[str, Any]],
+             proposals: dict[int, dict[str, Any]] | None = None) -> str:
+    buf = io.StringIO()
+    writer = csv.writer(buf, delimiter="\t", lineterminator="\n")
+    writer.writerow(TSV_COLUMNS)
+    writer.writerows(tsv_rows(spec, candidates, proposals))
+    return buf.getvalue()
+
+
+def write_tsv(path: Path, text: str) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_suffix(".tmp")
+    tmp.write_text(text)
+    tmp.replace(path)
+
+
+def final_rows(spec: ResearchSection, table: list[dict[str, Any]]) -> list[list[str]]:
+    """The closing table for the terminal: one row per version (seed, best) plus the paired comparison."""
+    return [[r["version"], r["candidate"], r["commit"], _f(r["dev"]), _f(r["holdout"]), str(r["holdout_seeds"])]
+            for r in table]
