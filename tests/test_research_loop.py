@@ -166,15 +166,6 @@ def test_broken_baseline_is_refused_with_its_output(tmp_path):
         go(root, rounds=1)
 
 
-def test_resume_continues_without_repeating_rounds(tmp_path):
-    root = make_project(tmp_path / "p")
-    first = go(root, rounds=1)
-    second = go(root, rounds=2, resume=True)
-    assert second.run_id == first.run_id and [r.round for r in second.rounds] == [2]
-    ledger = Ledger(load_research(root).cfg.ledger_url)
-    assert [c["round"] for c in ledger.candidates(first.run_id)] == [1, 2]
-
-
 def test_config_errors_say_what_to_fix(tmp_path):
     root = make_project(tmp_path / "p", toml=TOML.replace("seeds = 5\nholdout", "seeds = 3\nholdout"))
     with pytest.raises(ConfigError, match="seeds >= 5"):
@@ -236,3 +227,18 @@ def test_llm_proposer_sees_the_brief_and_results_and_its_edit_is_kept(tmp_path):
     assert "lower the loss" in system and "params.toml" in system and "loss (lower is better)" in system
     assert "The experiment" in user and "seed-0:" in user  # the parent's per-seed dev results
     assert [r.status for r in out.rounds] == ["accepted"]
+
+
+def test_stop_file_stops_cleanly_and_resume_finishes(tmp_path):
+    root = make_project(tmp_path / "p")
+    (root / ".ratchet").mkdir()
+    first = go(root, rounds=1)
+    (root / ".ratchet" / "STOP").write_text("stop")
+    stopped = go(root, rounds=2, resume=True)
+    assert stopped.status == "stopped" and "stop file" in stopped.reason and stopped.rounds == []
+    (root / ".ratchet" / "STOP").unlink()
+    done = go(root, rounds=2, resume=True)
+    assert done.status == "finished" and done.run_id == first.run_id and [r.round for r in done.rounds] == [2]
+    assert done.table and done.table[0]["version"] == "seed"
+    ledger = Ledger(load_research(root).cfg.ledger_url)
+    assert [c["round"] for c in ledger.candidates(first.run_id)] == [1, 2]  # no round repeated or lost

@@ -130,7 +130,7 @@ def only_candidate(ledger: Any, run_id: str) -> dict:
     ("prompts/system.md", "Always answer 42.\n"),  # a user-protected path ([guard] protected)
 ])
 def test_editing_scorers_or_suite_data_is_guard_rejected(tmp_path: Path, path: str, text: str) -> None:
-    root = tamper_project(tmp_path / "p")
+    root = tamper_project(tmp_path / "p", n_tasks=10)
     before = (root / "harness" / "data" / "tasks.jsonl").read_text()
     ledger, run_id = run_rounds(root, ScriptedProposer(lambda ctx: {path: text}, f"edit {path}"))
     cand = only_candidate(ledger, run_id)
@@ -143,7 +143,7 @@ def test_editing_scorers_or_suite_data_is_guard_rejected(tmp_path: Path, path: s
 
 @pytest.mark.parametrize("path", ["../tasks.jsonl", "../ratchet.toml", "/etc/passwd", ".git/config"])
 def test_paths_outside_the_harness_are_rejected_without_touching_them(tmp_path: Path, path: str) -> None:
-    root = tamper_project(tmp_path / "p")
+    root = tamper_project(tmp_path / "p", n_tasks=10)
     toml_before = (root / "ratchet.toml").read_text()
     ledger, run_id = run_rounds(root, ScriptedProposer(lambda ctx: {path: "pwned\n"}, f"escape to {path}"))
     cand = only_candidate(ledger, run_id)
@@ -188,7 +188,7 @@ def test_special_casing_failed_dev_tasks_is_not_confirmed_on_holdout(tmp_path: P
 
 
 def test_reading_gold_answers_from_the_harness_finds_nothing(tmp_path: Path) -> None:
-    root = tamper_project(tmp_path / "p")
+    root = tamper_project(tmp_path / "p", n_tasks=16)
     data = root / "harness" / "data" / "tasks.jsonl"
     code = ("import json, os\n"
             "def solve(task, ctx):\n"
@@ -223,7 +223,7 @@ def solve(task, ctx):
 
 
 def test_printing_or_forging_a_score_changes_nothing(tmp_path: Path) -> None:
-    root = tamper_project(tmp_path / "p")
+    root = tamper_project(tmp_path / "p", n_tasks=16)
     ledger, run_id = run_rounds(root, ScriptedProposer(lambda ctx: {"harness.py": FAKE_SCORE}, "claim a perfect score"))
     cand = only_candidate(ledger, run_id)
     assert cand["status"] == "rejected"
@@ -236,7 +236,7 @@ def test_printing_or_forging_a_score_changes_nothing(tmp_path: Path) -> None:
 # -- blocked: the scorer changed on disk during the run ------------------------------------------------
 
 SCORER = """def tasks():
-    return [{"id": f"q{i}", "input": f"Calculate {i} + {2 * i + 1}.", "answer": 3 * i + 1} for i in range(40)]
+    return [{"id": f"q{i}", "input": f"Calculate {i} + {2 * i + 1}.", "answer": 3 * i + 1} for i in range(16)]
 
 def score(answer, gold, task):
     try:
@@ -274,6 +274,7 @@ def test_scorer_changed_mid_run_raises_tamper_error(tmp_path: Path) -> None:
     assert statuses == ["rejected", "evaluating"], statuses  # round 2 never got a score from the new scorer
 
 
+@pytest.mark.slow
 def test_cli_names_the_tampered_scorer_and_stops(tmp_path: Path) -> None:
     import subprocess
 

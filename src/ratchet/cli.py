@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import json
 import shutil
+import signal
 import sys
 from pathlib import Path
 from typing import Optional
@@ -30,6 +31,19 @@ def _fail(message: str, code: int = 2) -> None:
 
     err_console.print(f"[bold red]error:[/] {escape(message)}", highlight=False)
     raise typer.Exit(code)
+
+
+def _stop_on_sigint(flag: list[bool]):
+    """First Ctrl-C appends to `flag` (the evaluator then starts no new episode and stops cleanly once
+    those in flight end: cancelling them mid-start can hang asyncio); a second one interrupts at once.
+    Returns the previous handler, to restore."""
+
+    def handler(signum, frame):  # noqa: ARG001
+        if flag:
+            raise KeyboardInterrupt
+        flag.append(True)
+
+    return signal.signal(signal.SIGINT, handler)
 
 
 def _fixable(e: BaseException) -> str | None:
@@ -113,13 +127,17 @@ def eval_(
     ep = epochs or proj.cfg.eval.epochs
     sd = proj.cfg.eval.seed if seed is None else seed
 
+    interrupted: list[bool] = []
+
     async def go():
         try:
             with progress_bar(f"eval {split}") as update:
-                return await proj.evaluator.evaluate(harness, tasks, split, ep, sd, progress=update)
+                return await proj.evaluator.evaluate(harness, tasks, split, ep, sd, progress=update,
+                                                     should_stop=lambda: bool(interrupted))
         finally:
             await proj.aclose()
 
+    previous = _stop_on_sigint(interrupted)
     try:
         result = asyncio.run(go())
     except EvalInterrupted as e:
@@ -130,6 +148,8 @@ def eval_(
         if (message := _fixable(e)) is None:
             raise
         _fail(f"{message}\nfinished rollouts are in the ledger; run the same command again to finish")
+    finally:
+        signal.signal(signal.SIGINT, previous)
     signals: dict[str, int] = {}
     errors: dict[str, int] = {}
     for t in result.trajectories:
@@ -142,10 +162,14 @@ def eval_(
         [[harness.fingerprint[:10], proj.model.name, result.n_tasks, ep, score_pm(result.mean, result.se),
           result.tokens, f"{result.seconds:.1f}", result.reused]],
     ))
+    console.print(f"accuracy {score_pm(result.mean, result.se)} (standard error clustered by task; "
+                  f"{result.n_tasks} tasks x {ep} epochs)", highlight=False)
     console.print("outcomes: " + ", ".join(f"{k} {v}" for k, v in sorted(signals.items())))
     if errors:  # say why episodes failed, so a missing skill or a crashing program is named, not just counted
+        from ratchet.ledger import redact
+
         common, count = max(errors.items(), key=lambda kv: kv[1])
-        console.print(f"most common error ({count} of {len(result.trajectories)} rollouts): {common}",
+        console.print(f"most common error ({count} of {len(result.trajectories)} rollouts): {redact(common)}",
                       highlight=False, markup=False)
     out = output or proj.cfg.state_dir / f"eval-{split}.json"
     payload = {**result.summary(), "harness": harness.fingerprint, "model": proj.model.name, "suite": proj.suite.name,
@@ -198,7 +222,8 @@ def evolve(
     if approve and approve not in ("never", "risky", "always"):
         _fail(f"unknown approval mode {approve!r}; use never, risky or always")
     proj = _open(project)
-    opts = EvolveOptions(rounds=rounds, proposer=proposer, approve=approve, resume=resume or bool(run), run_id=run)
+    opts = EvolveOptions(rounds=rounds, proposer=proposer, approve=approve, resume=resume or bool(run), run_id=run,
+                         handle_sigint=True)
 
     async def go():
         try:

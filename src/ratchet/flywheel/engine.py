@@ -27,7 +27,8 @@ from ratchet.flywheel.card import card_markdown
 from ratchet.flywheel.config import FlywheelConfig, parse_flywheel
 from ratchet.flywheel.contamination import index_for_suite
 from ratchet.flywheel.datasets import PAIR, SFT, Example, Provenance, dataset_hash, export, mix_generations
-from ratchet.flywheel.filter import filter_examples, pair_candidates, rollout_counts, sft_candidates
+from ratchet.flywheel.filter import (filter_examples, hit_summary, ledger_rows, pair_candidates, rollout_counts,
+                                     sft_candidates)
 from ratchet.flywheel.generate import generate, generation_seed, rationalize, sampling_harness
 from ratchet.flywheel.promote import compare
 from ratchet.flywheel.train import TRAIN_CONFIG_FILE, TrainInterrupted, TrainResult, train_model
@@ -214,9 +215,9 @@ class Flywheel:
         opts = dict(min_chars=fw.min_chars, max_chars=fw.max_chars, near_dup_threshold=fw.near_dup_threshold,
                     per_task_cap=fw.per_task_cap)
         f_sft, f_pairs = filter_examples(sft, self.index, **opts), filter_examples(pairs, self.index, **opts)
-        self.store.add_examples(run_id, g, _rows(f_sft) + _rows(f_pairs))
+        self.store.add_examples(run_id, g, ledger_rows(f_sft) + ledger_rows(f_pairs))
         counts.update(filter_sft=f_sft.counts, filter_pairs=f_pairs.counts,
-                      contamination_hits=_hits(f_sft) + _hits(f_pairs))
+                      contamination_hits=hit_summary(f_sft) + hit_summary(f_pairs))
         train_sft, train_pairs, ts = self.training_set(g)
         counts["train_set"] = ts
         data_hash = dataset_hash([*train_sft, *train_pairs])
@@ -387,30 +388,6 @@ class Flywheel:
     async def aclose(self) -> None:
         for name in list(self._models):
             await self.release(name)
-
-
-def _rows(result) -> list[dict[str, Any]]:
-    rows = []
-    for e in result.kept:
-        rows.append(_row(e, "kept", None, {}))
-    for d in result.dropped:
-        rows.append(_row(d.example, "dropped", d.reason, d.detail))
-    return rows
-
-
-def _row(e: Example, status: str, reason: str | None, detail: dict[str, Any]) -> dict[str, Any]:
-    p = e.provenance
-    return {"id": e.id, "kind": e.kind, "task_id": p.task_id, "split": p.split, "model": p.model, "status": status,
-            "reason": reason, "score": p.score, "data": {"example": e.to_json(), "detail": detail}}
-
-
-def _hits(result) -> list[dict[str, Any]]:
-    out = []
-    for h in result.contamination_hits():
-        first = (h.get("hits") or [{}])[0]
-        out.append({"example": h["example"], "task_id": h["task_id"], "hit_task": first.get("task_id"),
-                    "hit_split": first.get("split"), "part": first.get("part"), "n_hits": h.get("n_hits")})
-    return out
 
 
 def _add(seconds: dict[str, float], stage: str, t0: float) -> None:

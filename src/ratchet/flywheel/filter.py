@@ -202,3 +202,29 @@ def rollout_counts(rollouts: Sequence[tuple[Trajectory, Verdict]]) -> dict[str, 
     c["tasks"] = len({t.task_id for t, _ in rollouts})
     c["tasks_solved"] = len({t.task_id for t, v in rollouts if v.good})
     return dict(c)
+
+
+def ledger_rows(result: FilterResult) -> list[dict[str, Any]]:
+    """Rows for the fw_examples table: every candidate, kept or dropped with its reason and detail."""
+    rows = []
+    for e in result.kept:
+        rows.append(_row(e, "kept", None, {}))
+    for d in result.dropped:
+        rows.append(_row(d.example, "dropped", d.reason, d.detail))
+    return rows
+
+
+def _row(e: Example, status: str, reason: str | None, detail: dict[str, Any]) -> dict[str, Any]:
+    p = e.provenance
+    return {"id": e.id, "kind": e.kind, "task_id": p.task_id, "split": p.split, "model": p.model, "status": status,
+            "reason": reason, "score": p.score, "data": {"example": e.to_json(), "detail": detail}}
+
+
+def hit_summary(result: FilterResult) -> list[dict[str, Any]]:
+    """One line per contaminated candidate: which train task, which eval task and split it contained."""
+    out = []
+    for h in result.contamination_hits():
+        first = (h.get("hits") or [{}])[0]
+        out.append({"example": h["example"], "task_id": h["task_id"], "hit_task": first.get("task_id"),
+                    "hit_split": first.get("split"), "part": first.get("part"), "n_hits": h.get("n_hits")})
+    return out

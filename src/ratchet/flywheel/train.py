@@ -70,9 +70,19 @@ def _common_args(cfg: TrainConfig, out: Path, device: str, n_rows: int) -> dict[
         output_dir=str(out / "trainer"), learning_rate=cfg.lr, num_train_epochs=cfg.epochs, max_steps=cfg.max_steps,
         per_device_train_batch_size=min(cfg.batch_size, max(1, n_rows)), gradient_accumulation_steps=cfg.grad_accum,
         seed=cfg.seed, data_seed=cfg.seed, logging_steps=5, save_strategy="no", report_to="none",
-        use_cpu=device == "cpu", bf16=bf16, gradient_checkpointing=False, lr_scheduler_type="cosine",
-        warmup_steps=0, disable_tqdm=True, dataloader_num_workers=0,
+        use_cpu=device == "cpu", bf16=bf16, lr_scheduler_type="cosine", warmup_steps=0, disable_tqdm=True,
+        dataloader_num_workers=0, **{_checkpointing_key(): False},  # recomputation only slows small models
     )
+
+
+def _checkpointing_key() -> str:
+    """transformers 5 renamed gradient_checkpointing to activation_checkpointing (the old name warns)."""
+    import dataclasses
+
+    from transformers import TrainingArguments
+
+    names = {f.name for f in dataclasses.fields(TrainingArguments)}
+    return "activation_checkpointing" if "activation_checkpointing" in names else "gradient_checkpointing"
 
 
 def _peft_config(cfg: TrainConfig) -> Any:
@@ -136,16 +146,16 @@ def train_model(base_dir: Path, sft: Sequence[Example], pairs: Sequence[Example]
     """Train from `base_dir` on the examples with `cfg.method`; write a loadable HF model dir at `out`."""
     if cfg.grpo:
         raise ConfigError("GRPO runs through train_grpo (it needs the suite's verifier as reward), not train_model")
-    from datasets import Dataset
-    from transformers import set_seed
-    from trl import DPOConfig, DPOTrainer, SFTConfig, SFTTrainer
-
     method = cfg.method
     if method in ("sft", "both") and not sft:
         raise ValueError("no SFT examples to train on: every candidate was filtered out (see the data card)")
     if method == "dpo" and not pairs:
         raise ValueError("no preference pairs to train on: DPO needs tasks with both a verified-good and a "
                          "verified-bad reply to the same prompt; raise samples_per_task or use method = \"sft\"")
+    from datasets import Dataset
+    from transformers import set_seed
+    from trl import DPOConfig, DPOTrainer, SFTConfig, SFTTrainer
+
     device = pick_train_device(cfg.device)
     started = time.monotonic()
     set_seed(cfg.seed)

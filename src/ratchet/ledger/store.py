@@ -253,6 +253,7 @@ class Ledger:
             return [dict(r) for r in c.execute(q).mappings()]
 
     def set_state(self, run_id: str, key: str, value: Any) -> None:
+        value = redact(value)  # a stored proposal carries the proposer's rationale, which may quote a key
         with self.engine.begin() as c:
             updated = c.execute(sa.update(s.state).where(s.state.c.run_id == run_id, s.state.c.key == key)
                                 .values(value=value, updated_at=time.time())).rowcount

@@ -27,6 +27,7 @@ class EvolveOptions:
     approve: str | None = None
     resume: bool = False
     run_id: str | None = None
+    handle_sigint: bool = False  # the CLI: first Ctrl-C stops after the current step, a second one at once
 
 
 @dataclass
@@ -94,13 +95,16 @@ async def evolve(project: Project, opts: EvolveOptions, say: Callable[[str], Non
     engine, control, resumed = build_engine(project, opts, say)
     run_id = engine.run_id
     control.stop_file.unlink(missing_ok=True) if not resumed else None
-    await engine.start()
-    r = completed_rounds(project, run_id)
-    control.usage.rounds = r
+    if opts.handle_sigint:
+        control.install_sigint()
+    r = 0
     outcome = EvolveOutcome(run_id, "finished", "")
-    say(f"run {run_id}: {'resuming after round ' + str(r) if resumed else 'started'}; seed dev mean "
-        f"{engine.archive[0].dev_mean:.3f} on {len(engine.dev_units)} tasks x {engine.loop.epochs} epochs")
     try:
+        await engine.start()  # inside the try: a stop during the seed's evaluation is a stop, not a crash
+        r = completed_rounds(project, run_id)
+        control.usage.rounds = r
+        say(f"run {run_id}: {'resuming after round ' + str(r) if resumed else 'started'}; seed dev mean "
+            f"{engine.archive[0].dev_mean:.3f} on {len(engine.dev_units)} tasks x {engine.loop.epochs} epochs")
         while True:
             if (why := control.budget_reason()) is not None:
                 project.ledger.add_event("budget_stop", {"reason": why, "round": r}, run_id=run_id)
@@ -114,12 +118,13 @@ async def evolve(project: Project, opts: EvolveOptions, say: Callable[[str], Non
             outcome.rounds.append(result)
             say(round_line(project, result))
             write_summary(project, engine, control)
+        outcome.table = await final_table(project, engine)
     except LoopStopped as e:
         project.ledger.add_event("stop", {"reason": str(e), "round": r}, run_id=run_id)
-        write_summary(project, engine, control)
+        if engine.archive:  # empty when the stop came before the seed was scored
+            write_summary(project, engine, control)
         project.ledger.update_run(run_id, status="stopped")
         return EvolveOutcome(run_id, "stopped", str(e), outcome.rounds)
-    outcome.table = await final_table(project, engine)
     write_summary(project, engine, control, outcome.table)
     project.ledger.update_run(run_id, status="finished")
     return outcome

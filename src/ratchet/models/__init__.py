@@ -6,12 +6,21 @@ importing `ratchet.models` does not import torch.
 
 from __future__ import annotations
 
+import os
+import sys
 from pathlib import Path
 
 from ratchet.config import ConfigError, ModelSection
 from ratchet.models.base import ChatModel, ModelError
 
 __all__ = ["ChatModel", "ModelError", "build_model"]
+
+# Read by OpenMP when torch loads, so it must be set before the first `import torch`; every backend module
+# is imported after this package. With more busy threads than cores (the evaluator runs sandboxed code
+# beside the model), spinning OpenMP threads made a 2-thread decode step 8-13x slower than 1 thread on a
+# 2-core machine; sleeping ones did not. Set OMP_WAIT_POLICY yourself to choose otherwise.
+if "torch" not in sys.modules:
+    os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
 
 
 def _local_name(name: str, root: Path) -> str:

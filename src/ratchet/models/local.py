@@ -133,13 +133,17 @@ class LocalModel:
         self.dtype = pick_dtype(dtype, self.device)
         if self.device.type == "cpu":
             torch.set_num_threads(torch_threads())
+        self.threads = torch.get_num_threads()
         self.path = resolve_local_model(name)
         model, tokenizer = load_causal_lm(self.path, self.dtype, str(self.device))
         self.step_model = HFStepModel(model, tokenizer, self.device)
         self.batcher = DynamicBatcher(self._run_batch, max_batch=max_batch, name=f"ratchet-local-{name}")
 
     def __repr__(self) -> str:
-        return f"LocalModel(name={self.name!r}, path='{self.path}', device='{self.device}', dtype={self.dtype})"
+        return (
+            f"LocalModel(name={self.name!r}, path='{self.path}', device='{self.device}', dtype={self.dtype}, "
+            f"threads={self.threads})"
+        )
 
     def _run_batch(self, rows: list[RowRequest]) -> list:
         return decode_batch(self.step_model, rows)

@@ -175,12 +175,12 @@ async def _drive(s: Session, say: Callable[[str], None]) -> ResearchOutcome:
             outcome.rounds.append(result)
             say(round_line(spec, ledger.candidate(result.candidate_id), ledger.get_state(run_id, f"proposal/{r}")))
             _write(s)
+        outcome.table, outcome.comparison = await final_table(s)  # a stop here too is clean; --resume redoes it
     except LoopStopped as e:
         ledger.add_event("stop", {"reason": str(e), "round": r}, run_id=run_id)
         _write(s)
         ledger.update_run(run_id, status="stopped")
         return ResearchOutcome(run_id, "stopped", str(e), outcome.rounds)
-    outcome.table, outcome.comparison = await final_table(s)
     outcome.usage = _write(s, outcome.table, outcome.comparison)
     ledger.update_run(run_id, status="finished")
     return outcome
