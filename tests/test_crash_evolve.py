@@ -249,28 +249,108 @@ def leftover_processes(marker: str) -> list[str]:
     return found
 
 
+def reference_run(argv_for: Callable[[int, bool], list[str]], rounds: int, env: dict[str, str]) -> float:
+    """The uninterrupted run; returns its wall time (the kill loop spreads its kills over about that)."""
+    started = time.monotonic()
+    ref = subprocess.run(argv_for(rounds, False), env=env, capture_output=True, text=True, timeout=900)
+    assert ref.returncode == 0, ref.stdout[-3000:] + ref.stderr[-3000:]
+    return time.monotonic() - started
+
+
+def extend_reference(argv_for: Callable[[int, bool], list[str]], rounds: int, env: dict[str, str]) -> None:
+    """Raise a finished reference run's budget to `rounds`, as the kill loop did when it finished early."""
+    ref = subprocess.run(argv_for(rounds, True), env=env, capture_output=True, text=True, timeout=900)
+    assert ref.returncode == 0, ref.stdout[-3000:] + ref.stderr[-3000:]
+
+
 @pytest.mark.slow
 def test_evolve_survives_30_sigkills_and_matches_an_uninterrupted_run(tmp_path: Path) -> None:
     killed_dir = scripted_project(tmp_path / "killed")
     reference_dir = scripted_project(tmp_path / "reference")
+    ref_env = cli_env(tmp_path / "tmp-ref")
+    ref_s = reference_run(evolve_argv(reference_dir), ROUNDS, ref_env)
     started = time.monotonic()
+    # kills up to twice the run's time / the number of kills after each restart: spread over the whole run
     log = kill_and_resume(evolve_argv(killed_dir), ROUNDS, tmp_path, cli_env(tmp_path / "tmp-killed"), tmp_path,
-                          min_kills=MIN_KILLS, seed=7, ready_marker="run evolve-")
+                          min_kills=MIN_KILLS, seed=7, ready_marker="run evolve-",
+                          max_after_ready_s=max(1.0, 2 * ref_s / MIN_KILLS))
     killed_s = time.monotonic() - started
     assert leftover_processes(str(tmp_path)) == [], "a killed session left processes running"
     assert not list((tmp_path / "tmp-killed").glob("ratchet-sb-*")), "killed sessions' sandbox dirs were not swept"
-
-    ref_started = time.monotonic()
-    ref = subprocess.run(evolve_argv(reference_dir)(log.rounds, False), cwd=tmp_path, env=cli_env(tmp_path / "tmp-ref"),
-                         capture_output=True, text=True, timeout=600)
-    assert ref.returncode == 0, ref.stdout[-3000:] + ref.stderr[-3000:]
-    ref_s = time.monotonic() - ref_started
+    if log.rounds > ROUNDS:
+        extend_reference(evolve_argv(reference_dir), log.rounds, ref_env)
 
     killed, reference = run_record(killed_dir), run_record(reference_dir)
     assert_consistent(killed_dir, killed, log.rounds)
     assert_consistent(reference_dir, reference, log.rounds)
     assert_same_run(killed, reference)
     assert any(r["status"] == "accepted" for r in killed["rounds"]), "the run should keep a change (sanity)"
+    rounds_hit = sorted({m.group(1) for line in log.landed_after if (m := re.match(r"round\s+(\d+)", line))})
     print(f"\nevolve: {log.kills} SIGKILLs survived over {log.sessions} sessions ({log.fresh_starts} before the run "
           f"existed) in {killed_s:.0f}s (uninterrupted: {ref_s:.0f}s); {log.rounds} rounds identical to the "
-          "uninterrupted run. Kills landed after: " + "; ".join(sorted(set(log.landed_after))[:12]))
+          f"uninterrupted run; kills landed after rounds {rounds_hit} had printed")
+
+
+# -- the kill switch: Ctrl-C --------------------------------------------------------------------------
+
+
+def _interrupt_when(argv: list[str], env: dict[str, str], ready: Callable[[str], bool], out_path: Path,
+                    timeout_s: float = 300) -> tuple[int, str]:
+    """Run `argv`, send SIGINT once `ready(output so far)` holds, return (exit code, output)."""
+    with out_path.open("w") as out:
+        proc = subprocess.Popen(argv, env=env, stdout=out, stderr=subprocess.STDOUT)
+    deadline = time.monotonic() + timeout_s
+    while not ready(out_path.read_text(errors="replace")):
+        assert proc.poll() is None, f"ended before it could be interrupted:\n{out_path.read_text()[-2000:]}"
+        assert time.monotonic() < deadline
+        time.sleep(0.05)
+    proc.send_signal(signal.SIGINT)
+    try:
+        proc.wait(timeout=120)
+    except subprocess.TimeoutExpired:
+        proc.kill()
+        raise AssertionError("Ctrl-C did not stop it within 120 s") from None
+    return proc.returncode, " ".join(out_path.read_text(errors="replace").split())
+
+
+@pytest.mark.slow
+def test_ctrl_c_stops_evolve_cleanly_and_resume_finishes(tmp_path: Path) -> None:
+    root = scripted_project(tmp_path / "p")
+    env = cli_env(tmp_path / "tmp")
+    code, out = _interrupt_when(evolve_argv(root)(3, False), env, lambda text: "round   1" in text, tmp_path / "out.log")
+    assert code == 130 and "stopped: interrupted (Ctrl-C)" in out and "--resume" in out and "Traceback" not in out, out[-2000:]
+    done = subprocess.run(evolve_argv(root)(3, True), env=env, capture_output=True, text=True, timeout=300)
+    assert done.returncode == 0, done.stdout[-2000:]
+    rec = run_record(root)
+    assert_consistent(root, rec, 3)
+    ledger = Ledger(f"sqlite:///{root / '.ratchet' / 'ledger.sqlite'}")
+    assert [e["data"]["reason"] for e in ledger.events(rec["run_id"], "stop")] == ["interrupted (Ctrl-C)"]
+    ledger.close()
+
+
+def test_ctrl_c_stops_eval_and_keeps_the_finished_rollouts(tmp_path: Path) -> None:
+    import json
+    import sqlite3
+
+    root = scripted_project(tmp_path / "p")
+    rows = [json.dumps({"id": f"q{i}", "input": f"Calculate {i} + {2 * i + 1}.", "answer": 3 * i + 1}) for i in range(80)]
+    (root / "tasks.jsonl").write_text("\n".join(rows) + "\n")
+    db = root / ".ratchet" / "ledger.sqlite"
+
+    def some_rollouts(_text: str) -> bool:
+        try:
+            with sqlite3.connect(db) as c:
+                return c.execute("select count(*) from rollouts").fetchone()[0] >= 5
+        except sqlite3.Error:
+            return False
+
+    env = cli_env(tmp_path / "tmp")
+    code, out = _interrupt_when(ratchet_argv("eval", str(root)), env, some_rollouts, tmp_path / "out.log")
+    assert code == 130 and "rollouts recorded; run the same command again to finish" in out and "Traceback" not in out, out
+    with sqlite3.connect(db) as c:
+        kept = c.execute("select count(*) from rollouts").fetchone()[0]
+    assert kept >= 5
+    done = subprocess.run(ratchet_argv("eval", str(root)), env=env, capture_output=True, text=True, timeout=300)
+    assert done.returncode == 0, done.stdout[-2000:]
+    result = json.loads((root / ".ratchet" / "eval-dev.json").read_text())
+    assert result["reused"] == kept and result["n_rollouts"] > kept  # nothing lost, nothing run twice

@@ -5,6 +5,7 @@ the real model rather than a scripted one; CI runs them (marker `e2e`).
 """
 
 import json
+import os
 import re
 import subprocess
 import sys
@@ -16,8 +17,9 @@ pytestmark = [pytest.mark.slow, pytest.mark.e2e]
 
 
 def ratchet(*args: str, cwd: Path | None = None, timeout: int = 900) -> subprocess.CompletedProcess:
+    env = {**os.environ, "COLUMNS": "200"}  # rich wraps tables to the terminal width
     return subprocess.run([sys.executable, "-m", "ratchet.cli", *args], cwd=cwd, capture_output=True, text=True,
-                          timeout=timeout)
+                          timeout=timeout, env=env)
 
 
 @pytest.fixture(scope="module")

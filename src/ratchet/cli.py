@@ -189,6 +189,18 @@ def _open(project: Path, **kw):
         _fail(message)
 
 
+def _open_record(project: Path):
+    """Config and ledger only: reading the record should not load a model."""
+    from ratchet.project import open_project_ledger
+
+    try:
+        return open_project_ledger(project)
+    except Exception as e:
+        if (message := _fixable(e)) is None:
+            raise
+        _fail(message)
+
+
 def _run_id(proj, run: str | None, kind: str = "evolve") -> str:
     if run:
         return run
@@ -258,7 +270,7 @@ def log_(project: Path = ProjectArg, run: Optional[str] = typer.Option(None, hel
     """The history of a run as a table: round, candidate, parent, change, dev delta with CI, holdout, decision."""
     from ratchet.loop.views import LOG_COLUMNS, log_rows
 
-    proj = _open(project)
+    proj = _open_record(project)
     if runs:
         console.print(table("runs", ["run", "kind", "status", "rounds", "best dev", "unseals"],
                             [[r["id"], r["kind"], r["status"], (r["summary"] or {}).get("round", "-"),
@@ -278,7 +290,7 @@ def show(project: Path = ProjectArg, candidate: str = typer.Argument(..., help="
     """One candidate: its diff, rationale, hypothesis, decision figures and lesson."""
     from ratchet.loop.views import show_text
 
-    proj = _open(project)
+    proj = _open_record(project)
     try:
         console.print(show_text(proj.ledger, candidate), highlight=False, markup=False)
     except ValueError as e:
@@ -288,7 +300,7 @@ def show(project: Path = ProjectArg, candidate: str = typer.Argument(..., help="
 def _set_approval(project: Path, candidate: str, status: str) -> None:
     from ratchet.ui.approval import ApprovalError, record_approval
 
-    proj = _open(project)
+    proj = _open_record(project)
     row = proj.ledger.candidate(candidate)
     if row is None:
         _fail(f"no candidate {candidate!r}; `ratchet log PROJECT` lists them")
@@ -317,7 +329,7 @@ def adopt(project: Path = ProjectArg, candidate: str = typer.Argument("best", he
     """Bring a candidate's harness onto your branch (the only command that touches it)."""
     from ratchet.loop.gitrepo import CandidateRepo
 
-    proj = _open(project)
+    proj = _open_record(project)
     if candidate == "best":
         run_id = _run_id(proj, run)
         commit = CandidateRepo(proj.cfg.harness_dir, run_id, state_dir=proj.cfg.state_dir).best()

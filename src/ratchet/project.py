@@ -65,3 +65,19 @@ def open_project(path: str | Path, model: ModelSection | None = None, ledger_url
     chat = build_model(cfg.model, cfg.root, cfg.state_dir / "cache.sqlite")
     services = make_services(cfg, chat)
     return Project(cfg, suite, chat, ledger, services, Evaluator(suite, services, ledger, cfg.eval.concurrency))
+
+
+@dataclass
+class ProjectLedger:
+    """A project's config and ledger without a model or suite: for commands that only read the record."""
+
+    cfg: ProjectConfig
+    ledger: Ledger
+
+    async def aclose(self) -> None:
+        self.ledger.close()
+
+
+def open_project_ledger(path: str | Path, ledger_url: str | None = None) -> ProjectLedger:
+    cfg = load_project(path)
+    return ProjectLedger(cfg, Ledger(ledger_url or cfg.ledger_url))
