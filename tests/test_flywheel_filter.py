@@ -84,3 +84,11 @@ def test_rollout_counts():
     c = rollout_counts(verified(traj(epoch=0), traj(epoch=1, score=0.0), traj(task="t2", score=0.0)))
     assert c["rollouts"] == 3 and c["verified_good"] == 1 and c["not_good:low_score"] == 2
     assert c["tasks"] == 2 and c["tasks_solved"] == 1
+
+
+def test_prefer_short_keeps_the_most_concise_replies_under_the_cap():
+    replies = ["To add 2 and 2 we count up from 2 and get 4", "2 + 2 = 4", "Adding them gives 4"]
+    cands = sft_candidates(verified(*[traj(epoch=i, reply=r) for i, r in enumerate(replies)]), prov)
+    res = filter_examples(cands, None, min_chars=1, max_chars=500, near_dup_threshold=0.9, per_task_cap=2,
+                          prefer_short=True)
+    assert [e.reply for e in res.kept] == ["2 + 2 = 4", "Adding them gives 4"]

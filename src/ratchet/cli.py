@@ -369,6 +369,9 @@ def test_(project: Path = ProjectArg, unseal: bool = typer.Option(False, "--unse
 from ratchet.ui_cli import report as report_cmd, ui as ui_cmd  # noqa: E402  (light: FastAPI loads on use)
 
 app.command("ui")(ui_cmd)
+from ratchet.research_cli import research as research_command  # noqa: E402
+
+app.command("research")(research_command)
 app.command("report")(report_cmd)
 
 

@@ -72,6 +72,7 @@ class FlywheelConfig:
     max_chars: int = 2000  # longest completion kept
     min_chars: int = 1
     per_task_cap: int = 4  # examples kept per task and generation (balance)
+    prefer_short: bool = True  # the cap keeps a task's shortest verified replies first
     near_dup_threshold: float = 0.9  # token-shingle Jaccard at or above which two replies of a task are one
     drop_tool_errors: bool = True  # process signals: drop rollouts whose tools failed
     drop_loops: bool = True

@@ -213,7 +213,7 @@ class Flywheel:
         sft = sft_candidates(rollouts, prov(False)) + sft_candidates(star, prov(True))
         pairs = pair_candidates(rollouts, prov(False), fw.max_pairs_per_task)
         opts = dict(min_chars=fw.min_chars, max_chars=fw.max_chars, near_dup_threshold=fw.near_dup_threshold,
-                    per_task_cap=fw.per_task_cap)
+                    per_task_cap=fw.per_task_cap, prefer_short=fw.prefer_short)
         f_sft, f_pairs = filter_examples(sft, self.index, **opts), filter_examples(pairs, self.index, **opts)
         self.store.add_examples(run_id, g, ledger_rows(f_sft) + ledger_rows(f_pairs))
         counts.update(filter_sft=f_sft.counts, filter_pairs=f_pairs.counts,

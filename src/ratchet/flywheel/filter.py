@@ -154,14 +154,22 @@ def jaccard(a: str, b: str, n: int = 2) -> float:
 
 
 def filter_examples(candidates: Sequence[Example], index: ContaminationIndex | None, *, min_chars: int, max_chars: int,
-                    near_dup_threshold: float, per_task_cap: int) -> FilterResult:
-    """Apply the checks in the documented order; SFT and pair examples are capped separately per task."""
+                    near_dup_threshold: float, per_task_cap: int, prefer_short: bool = False) -> FilterResult:
+    """Apply the checks in the documented order; SFT and pair examples are capped separately per task.
+
+    prefer_short: within a task, consider shorter replies first, so the cap keeps the most concise verified
+    replies (they end on their answer and are less likely to be cut off by max_tokens).
+    """
     kept: list[Example] = []
     dropped: list[Dropped] = []
     seen: dict[tuple[str, str, str], set[str]] = defaultdict(set)  # (kind, task, request) -> normalized texts
     by_group: dict[tuple[str, str, str], list[str]] = defaultdict(list)
     per_task: Counter[tuple[str, str]] = Counter()
-    for ex in sorted(candidates, key=lambda e: (e.provenance.task_id, e.provenance.epoch, e.provenance.call_index)):
+    def order(e: Example) -> tuple:
+        size = len(e.reply) if prefer_short else 0
+        return (e.provenance.task_id, size, e.provenance.epoch, e.provenance.call_index)
+
+    for ex in sorted(candidates, key=order):
         hits = index.check(ex.text) if index is not None else []
         if hits:
             dropped.append(Dropped(ex, "contamination", {"hits": [h.to_json() for h in hits[:5]], "n_hits": len(hits)}))
