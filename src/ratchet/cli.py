@@ -372,6 +372,11 @@ app.command("ui")(ui_cmd)
 from ratchet.research_cli import research as research_command  # noqa: E402
 
 app.command("research")(research_command)
+from ratchet.flywheel_cli import data_app as data_command, flywheel as flywheel_command, models as models_command  # noqa: E402
+
+app.command("flywheel")(flywheel_command)
+app.command("models")(models_command)
+app.add_typer(data_command, name="data")
 app.command("report")(report_cmd)
 
 
