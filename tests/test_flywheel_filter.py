@@ -1,7 +1,8 @@
 """Verification verdicts, SFT/pair candidates from rollouts, and the filter's checks in order."""
 
 from ratchet.flywheel.datasets import PAIR, SFT, Provenance
-from ratchet.flywheel.filter import filter_examples, jaccard, normalize, pair_candidates, rollout_counts, sft_candidates
+from ratchet.flywheel.filter import (filter_examples, grpo_prompts, jaccard, normalize, pair_candidates, rollout_counts,
+                                     sft_candidates)
 from ratchet.flywheel.verify import JudgeVerdict, verdict_for
 from ratchet.types import Trajectory
 
@@ -92,3 +93,13 @@ def test_prefer_short_keeps_the_most_concise_replies_under_the_cap():
     res = filter_examples(cands, None, min_chars=1, max_chars=500, near_dup_threshold=0.9, per_task_cap=2,
                           prefer_short=True)
     assert [e.reply for e in res.kept] == ["2 + 2 = 4", "Adding them gives 4"]
+
+
+def test_grpo_prompts_one_per_task_without_contaminated_ones():
+    from ratchet.flywheel.contamination import ContaminationIndex, EvalItem
+
+    index = ContaminationIndex.build([EvalItem("h", "holdout", "input", "Calculate 3 + 3.")], ["Calculate 3 + 3."])
+    other = Trajectory(task_id="t3", epoch=0, seed=0, output="6", messages=[
+        {"request": [{"role": "user", "content": "Calculate 3 + 3."}], "params": {}, "replies": ["6"]}])
+    prompts = grpo_prompts([traj(epoch=1), traj(epoch=0), traj(task="t2"), other], index)
+    assert [(task, msgs[-1]["content"]) for msgs, task in prompts] == [("t1", "Calculate 2 + 2."), ("t2", "Calculate 2 + 2.")]

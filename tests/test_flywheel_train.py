@@ -61,3 +61,17 @@ def test_lora_sft_then_dpo_on_the_embedded_model_gives_a_loadable_model(tmp_path
     key = next(k for k in after if "q_proj.weight" in k)
     assert not torch.equal(before[key], after[key])  # the merged LoRA moved the weights
     assert not (tmp_path / "m.partial").exists()
+
+
+@pytest.mark.slow
+def test_grpo_code_path_runs_a_step_on_cpu_when_allowed(tmp_path):
+    """The GPU path, exercised on CPU (one tiny step) so that it is not first run on the GPU machine."""
+    from ratchet.models.gguf import resolve_local_model
+
+    async def reward(task_id, text):  # an async scorer, as suites have
+        return float("2" in text)
+
+    prompts = [([{"role": "user", "content": f"Calculate {i} + 1."}], f"t{i}") for i in range(2)]
+    cfg = TrainConfig(grpo=True, grpo_steps=1, grpo_generations=2, max_length=8, lora_r=4, lora_alpha=8, device="cpu")
+    result = train_grpo(resolve_local_model("smollm2-135m"), prompts, reward, cfg, tmp_path / "g", require_gpu=False)
+    assert result.method == "grpo" and result.metrics["grpo"]["steps"] == 1 and (tmp_path / "g" / "config.json").is_file()

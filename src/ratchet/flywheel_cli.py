@@ -46,18 +46,17 @@ def _pct(x) -> str:
 
 def flywheel(
     project: Path = ProjectArg,
-    generations: Optional[int] = typer.Option(None, "--generations", "-g", help="Generations to run (default: [flywheel] generations)."),
+    generations: Optional[int] = typer.Option(None, "--generations", "-g", help="Generations to run (default: the \\[flywheel] generations key)."),
     resume: bool = typer.Option(False, "--resume", help="Continue the latest flywheel run of this project."),
     samples: Optional[int] = typer.Option(None, "--samples", help="Rollouts per train task (overrides samples_per_task)."),
     limit: Optional[int] = typer.Option(None, "--limit", help="Only the first N train tasks (overrides task_limit)."),
 ) -> None:
-    """Data flywheel: sample the train split, verify, filter, fine-tune, and promote only what holds up on dev and holdout.
+    """Data flywheel: sample the train split, verify, filter, fine-tune; promote only what holds up on dev and holdout.
 
-    Each generation: K rollouts per train task with the current model -> verified by the suite's scorer
-    (and an AI judge if configured) -> filtered (duplicates, lengths, per-task cap, contamination against
-    dev/holdout/test) -> fine-tuned (TRL SFT/DPO, LoRA by default) -> compared with the current model on dev
-    (paired test) and confirmed on holdout -> promoted into the model registry or kept as rejected.
-    Stop with Ctrl-C or the stop file; `--resume` continues.
+    Each generation samples K rollouts per train task, keeps the verified ones (scorer, optional AI judge,
+    process signals), drops duplicates, over-long replies and anything containing a dev/holdout/test item,
+    fine-tunes (TRL SFT/DPO, LoRA by default), and compares the new model with the current one on dev
+    (paired test) and then on holdout. Ctrl-C or the stop file stops it; --resume continues.
     """
     from ratchet.flywheel.config import parse_flywheel, with_overrides
     from ratchet.flywheel.engine import Flywheel

@@ -27,18 +27,17 @@ from ratchet.flywheel.card import card_markdown
 from ratchet.flywheel.config import FlywheelConfig, parse_flywheel
 from ratchet.flywheel.contamination import index_for_suite
 from ratchet.flywheel.datasets import PAIR, SFT, Example, Provenance, dataset_hash, export, mix_generations
-from ratchet.flywheel.filter import (filter_examples, hit_summary, ledger_rows, pair_candidates, rollout_counts,
-                                     sft_candidates)
+from ratchet.flywheel.filter import (filter_examples, grpo_prompts, hit_summary, ledger_rows, pair_candidates,
+                                     rollout_counts, sft_candidates)
 from ratchet.flywheel.generate import generate, generation_seed, rationalize, sampling_harness
-from ratchet.flywheel.promote import compare
-from ratchet.flywheel.train import TRAIN_CONFIG_FILE, TrainInterrupted, TrainResult, train_model
+from ratchet.flywheel.promote import Comparison, compare, final_report, lesson_for
+from ratchet.flywheel.train import TRAIN_CONFIG_FILE, TrainInterrupted, TrainResult, train_grpo, train_model
 from ratchet.flywheel.verify import Judge, verdict_for, verifier_identity
 from ratchet.harness.loader import Harness, load_harness
 from ratchet.ledger.flywheel_store import FlywheelStore
 from ratchet.loop.control import StopControl
-from ratchet.loop.decision import decide_dev
 from ratchet.loop.holdout import Thresholdout
-from ratchet.loop.memory import Lesson, draft_next_step, lesson_text
+from ratchet.loop.memory import lesson_text
 from ratchet.models import build_model
 from ratchet.models.base import ChatModel
 from ratchet.project import Project, make_services
@@ -231,7 +230,7 @@ class Flywheel:
                  f"kept {f_sft.counts['kept']} sft + {f_pairs.counts['kept']} pairs; contamination dropped "
                  f"{f_sft.counts['contamination'] + f_pairs.counts['contamination']}; training on {ts}")
 
-        if not train_sft and not train_pairs:
+        if not train_sft and not train_pairs and not fw.train.grpo:
             reason = (f"no training data: nothing survived verification and filtering for method "
                       f"{fw.train.method!r} (see the data card); the current model stays")
             self.store.update_generation(run_id, g, status="skipped", decision={"reason": reason}, seconds=seconds)
@@ -243,8 +242,7 @@ class Flywheel:
         if registry.registry_model_dir(self.cfg.root, name) is None:
             self.say(f"generation {g}: training {name} ({fw.train.method}, "
                      f"{'full fine-tune' if fw.train.full_finetune else f'LoRA r={fw.train.lora_r}'})")
-            result = await asyncio.to_thread(self.train_fn, self.weights_dir(current), train_sft, train_pairs, fw.train,
-                                             registry.model_dir(self.cfg.root, name), self.say, control.should_stop)
+            result = await self._train(current, name, train_sft, train_pairs, sampled.trajectories, control)
             metrics = {"train": result.metrics, "train_seconds": round(result.seconds, 1)}
         else:  # trained before a stop: keep its recorded metrics
             recorded = _read_json(registry.model_dir(self.cfg.root, name) / TRAIN_CONFIG_FILE)
@@ -276,6 +274,21 @@ class Flywheel:
             return name
         await self.release(name)
         return current
+
+    async def _train(self, current: str, name: str, sft: list[Example], pairs: list[Example],
+                     trajs: list[Trajectory], control: StopControl) -> TrainResult:
+        out, base = registry.model_dir(self.cfg.root, name), self.weights_dir(current)
+        if not self.fw.train.grpo:
+            return await asyncio.to_thread(self.train_fn, base, sft, pairs, self.fw.train, out, self.say,
+                                           control.should_stop)
+        suite = self.p.suite
+
+        async def reward(task_id: str, text: str) -> float:  # the suite's verifier is the reward
+            return (await suite.score(self._task(task_id), text)).value
+
+        prompts = grpo_prompts(trajs, self.index)
+        self.say(f"GRPO on {len(prompts)} train prompts (contaminated prompts left out)")
+        return await asyncio.to_thread(train_grpo, base, prompts, reward, self.fw.train, out)
 
     async def verify(self, trajs: list[Trajectory], current: str, g: int) -> tuple[list, list]:
         fw = self.fw
@@ -352,15 +365,8 @@ class Flywheel:
         project = re.sub(r"[^A-Za-z0-9._-]", "-", self.cfg.project.name).strip(".-") or "model"
         return f"{project}-g{g}-{self.run_id.rsplit('-', 1)[-1]}"
 
-    def _lesson(self, g: int, name: str, cmp, counts: dict[str, Any]) -> None:
-        d = cmp.dev
-        lesson = Lesson(run_id=self.run_id, round=g, candidate=name,
-                        change_summary=f"fine-tuned {name} ({self.fw.train.method}) on {counts.get('train_set')} "
-                                       f"examples from {counts.get('verified_good', 0)} verified rollouts",
-                        hypothesis="training on the model's own verified replies makes right answers more likely",
-                        effect=d.mean_diff, ci_low=d.ci_low, ci_high=d.ci_high,
-                        decision="confirmed" if cmp.promoted else "rejected",
-                        next_step=draft_next_step(d, {}), signals={})
+    def _lesson(self, g: int, name: str, cmp: Comparison, counts: dict[str, Any]) -> None:
+        lesson = lesson_for(self.run_id, g, name, self.fw.train.method, cmp, counts)
         self.p.ledger.add_lesson(self.run_id, g, name, lesson_text(lesson), lesson.to_json())
 
     async def final_holdout(self, current: str) -> dict[str, Any] | None:
@@ -372,10 +378,7 @@ class Flywheel:
                                                         fw.eval_seed, run_id=self.run_id)
         final = await self.evaluator(current).evaluate(self.harness, self.tasks["holdout"], "holdout", fw.eval_epochs,
                                                        fw.eval_seed, run_id=self.run_id)
-        stats = decide_dev(base.scores, final.scores, alpha=fw.alpha)
-        report = {"base": self.base, "final": current, "base_mean": base.mean, "final_mean": final.mean,
-                  "base_se": base.se, "final_se": final.se, "n_tasks": base.n_tasks, "epochs": fw.eval_epochs,
-                  "stats": stats.to_json()}
+        report = final_report(self.base, current, base, final, fw.eval_epochs, fw.alpha)
         self.p.ledger.add_event("flywheel_final_holdout", report, run_id=self.run_id)
         return report
 

@@ -236,3 +236,22 @@ def hit_summary(result: FilterResult) -> list[dict[str, Any]]:
         out.append({"example": h["example"], "task_id": h["task_id"], "hit_task": first.get("task_id"),
                     "hit_split": first.get("split"), "part": first.get("part"), "n_hits": h.get("n_hits")})
     return out
+
+
+def grpo_prompts(trajs: Sequence[Trajectory], index: ContaminationIndex | None) -> list[tuple[list[dict[str, str]], str]]:
+    """One (request messages, task id) per train task for GRPO: the last single-reply call of its first rollout.
+
+    GRPO scores a completion of that prompt as the task's answer, so it suits single-call harnesses.
+    Prompts that contain an eval item are left out, like contaminated examples.
+    """
+    out, seen = [], set()
+    for traj in sorted(trajs, key=lambda t: (t.task_id, t.epoch)):
+        calls = _single_reply_calls(traj)
+        if traj.task_id in seen or not calls:
+            continue
+        request = list(calls[-1][1]["request"])
+        if index is not None and index.check("\n".join(m.get("content", "") for m in request)):
+            continue
+        seen.add(traj.task_id)
+        out.append((request, traj.task_id))
+    return out

@@ -17,6 +17,7 @@ from ratchet.evaluate import EvalResult, Evaluator
 from ratchet.harness.loader import Harness
 from ratchet.loop.decision import DecisionStats, decide_dev
 from ratchet.loop.holdout import HoldoutResult, Thresholdout
+from ratchet.loop.memory import Lesson, draft_next_step
 from ratchet.types import Task
 
 
@@ -86,3 +87,23 @@ def comparison_from_json(d: dict[str, Any]) -> Comparison:
                       eval_ids=dict(d.get("eval_ids") or {}), rollouts=int(d.get("rollouts", 0)),
                       tokens=int(d.get("tokens", 0)))
 
+
+
+def lesson_for(run_id: str, generation: int, name: str, method: str, cmp: Comparison, counts: dict[str, Any]) -> Lesson:
+    """The generation's lesson for the shared memory: what was trained, on what, and what it measured on dev."""
+    d = cmp.dev
+    return Lesson(run_id=run_id, round=generation, candidate=name,
+                  change_summary=f"fine-tuned {name} ({method}) on {counts.get('train_set')} examples from "
+                                 f"{counts.get('verified_good', 0)} verified rollouts",
+                  hypothesis="training on the model's own verified replies makes right answers more likely",
+                  effect=d.mean_diff, ci_low=d.ci_low, ci_high=d.ci_high,
+                  decision="confirmed" if cmp.promoted else "rejected", next_step=draft_next_step(d, {}), signals={})
+
+
+def final_report(base: str, final: str, base_eval: EvalResult, final_eval: EvalResult, epochs: int,
+                 alpha: float) -> dict[str, Any]:
+    """Base vs final model on holdout, as paired statistics (a report for people; nothing decides on it)."""
+    stats = decide_dev(base_eval.scores, final_eval.scores, alpha=alpha)
+    return {"base": base, "final": final, "base_mean": base_eval.mean, "final_mean": final_eval.mean,
+            "base_se": base_eval.se, "final_se": final_eval.se, "n_tasks": base_eval.n_tasks, "epochs": epochs,
+            "stats": stats.to_json()}

@@ -204,11 +204,12 @@ def train_model(base_dir: Path, sft: Sequence[Example], pairs: Sequence[Example]
 
 
 def train_grpo(base_dir: Path, prompts: Sequence[tuple[list[dict[str, str]], str]],
-               reward: Callable[[str, str], Any], cfg: TrainConfig, out: Path) -> TrainResult:
+               reward: Callable[[str, str], Any], cfg: TrainConfig, out: Path, require_gpu: bool = True) -> TrainResult:
     """GRPO (R1-style RL on verifiable rewards): `prompts` are (messages, task id); `reward(task_id, text)`
-    returns a score in [0, 1] (may be a coroutine: the suite's async scorer). GPU only."""
+    returns a score in [0, 1] (may be a coroutine: the suite's async scorer). GPU only; `require_gpu=False`
+    lets a test run a step or two on CPU."""
     device = pick_train_device(cfg.device)
-    if not device.startswith("cuda"):
+    if require_gpu and not device.startswith("cuda"):
         raise ConfigError("[flywheel.train] grpo = true needs a CUDA GPU (it samples many completions per step); "
                           "this machine has none. Set grpo = false to train with SFT/DPO on CPU.")
     from datasets import Dataset
