@@ -29,7 +29,7 @@ from ratchet.ledger import Ledger
 from ratchet.loop.gitrepo import CandidateRepo
 
 MIN_KILLS = 30
-ROUNDS = 5
+ROUNDS = 3
 N_TASKS = 16
 
 SCRIPTED_MODEL = '''
