@@ -285,10 +285,20 @@ def test_evolve_survives_30_sigkills_and_matches_an_uninterrupted_run(tmp_path: 
     assert_consistent(reference_dir, reference, log.rounds)
     assert_same_run(killed, reference)
     assert any(r["status"] == "accepted" for r in killed["rounds"]), "the run should keep a change (sanity)"
-    rounds_hit = sorted({m.group(1) for line in log.landed_after if (m := re.match(r"round\s+(\d+)", line))})
     print(f"\nevolve: {log.kills} SIGKILLs survived over {log.sessions} sessions ({log.fresh_starts} before the run "
           f"existed) in {killed_s:.0f}s (uninterrupted: {ref_s:.0f}s); {log.rounds} rounds identical to the "
-          f"uninterrupted run; kills landed after rounds {rounds_hit} had printed")
+          f"uninterrupted run; kills by rounds finished at the time: {where_kills_landed(log)}")
+
+
+def where_kills_landed(log: KillLog, pattern: str = r"^round\s+(\d+)|resuming after round (\d+)", offset: int = 0) -> dict[int, int]:
+    """How many kills landed with 0, 1, 2... rounds finished, read off the last line printed before each
+    (`pattern` captures a round number; `offset` turns it into rounds finished)."""
+    counts: dict[int, int] = {}
+    for line in log.landed_after:
+        m = re.search(pattern, line)
+        done = int(next(g for g in m.groups() if g)) + offset if m else 0
+        counts[done] = counts.get(done, 0) + 1
+    return dict(sorted(counts.items()))
 
 
 # -- the kill switch: Ctrl-C --------------------------------------------------------------------------

@@ -19,7 +19,14 @@ from pathlib import Path
 import pytest
 
 from conftest import PROJECT_TOML, make_project_dir
-from test_crash_evolve import cli_env, extend_reference, kill_and_resume, leftover_processes, reference_run
+from test_crash_evolve import (
+    cli_env,
+    extend_reference,
+    kill_and_resume,
+    leftover_processes,
+    reference_run,
+    where_kills_landed,
+)
 
 MIN_KILLS = 30
 GENERATIONS = 2
@@ -166,4 +173,5 @@ def test_flywheel_survives_30_sigkills_and_matches_an_uninterrupted_run(tmp_path
     for key in ("generations", "examples", "models", "lessons", "current_model", "final_holdout"):
         assert killed[key] == reference[key], f"{key} differs from the uninterrupted run"
     print(f"\nflywheel: {log.kills} SIGKILLs survived over {log.sessions} sessions in {killed_s:.0f}s (uninterrupted: "
-          f"{ref_s:.0f}s); {log.rounds} generations identical to the uninterrupted run")
+          f"{ref_s:.0f}s); {log.rounds} generations identical to the uninterrupted run; kills by generations "
+          f"finished at the time: {where_kills_landed(log, r'^generation (\d+)', offset=-1)}")
