@@ -172,6 +172,7 @@ def test_flywheel_survives_30_sigkills_and_matches_an_uninterrupted_run(tmp_path
         assert_flywheel_consistent(root, rec, log.rounds)
     for key in ("generations", "examples", "models", "lessons", "current_model", "final_holdout"):
         assert killed[key] == reference[key], f"{key} differs from the uninterrupted run"
+    landed = where_kills_landed(log, r"^generation (\d+)", offset=-1)
     print(f"\nflywheel: {log.kills} SIGKILLs survived over {log.sessions} sessions in {killed_s:.0f}s (uninterrupted: "
           f"{ref_s:.0f}s); {log.rounds} generations identical to the uninterrupted run; kills by generations "
-          f"finished at the time: {where_kills_landed(log, r'^generation (\d+)', offset=-1)}")
+          f"finished at the time: {landed}")
