@@ -74,6 +74,12 @@ class CountingStepModel:
     def select_rows(self, state, rows):
         return [state[i] for i in rows.tolist()]
 
+    def can_join(self, state):
+        return True
+
+    def join_rows(self, state, other):
+        return state + other
+
     def detokenize(self, ids):
         return "".join("abcdefgh"[t] for t in ids)
 
@@ -129,6 +135,44 @@ def test_stop_string_cuts_the_text():
     assert out[1].text == "cdef"
 
 
+def test_rows_that_arrive_mid_batch_join_it_and_finish_as_if_alone():
+    first = [RowRequest((1,), max_tokens=6), RowRequest((2, 3, 4), max_tokens=3)]
+    late = {2: [RowRequest((5, 5, 5, 5, 6), max_tokens=4)], 4: [RowRequest((3,), max_tokens=2, temperature=1.0, seed=9)]}
+    asked: list[int] = []
+
+    def admit(running):
+        asked.append(running)
+        return late.get(len(asked), [])
+
+    ended: list[int] = []
+    model = CountingStepModel()
+    out = decode_batch(model, first, admit, lambda i, r: ended.append(i))
+    alone = [decode_batch(CountingStepModel(), [r])[0] for r in first + late[2] + late[4]]
+    assert out == alone
+    assert ended == [1, 2, 3, 0]  # each row is reported the moment it ends, not when the batch does
+    assert model.prefill_widths == [(2, 3), (1, 5), (1, 1)]  # newcomers are prefilled on their own
+    assert max(model.batch_widths) == 3  # and then share the decode steps
+
+
+def test_a_late_caller_joins_the_running_batch_and_returns_before_it_ends():
+    model = CountingStepModel()
+    batcher = DynamicBatcher(lambda rows, admit, finished: decode_batch(model, rows, admit, finished), max_batch=8)
+
+    async def go():
+        long = asyncio.create_task(batcher.submit([RowRequest((1,), max_tokens=400)]))
+        while not model.batch_widths:  # the long row is decoding
+            await asyncio.sleep(0.001)
+        short = await batcher.submit([RowRequest((2,), max_tokens=2)])
+        return short, long.done(), await long
+
+    try:
+        short, long_done_first, long = asyncio.run(go())
+    finally:
+        batcher.close()
+    assert short[0].text == "de" and not long_done_first and long[0].completion_tokens == 400
+    assert batcher.batch_sizes == [2] and batcher.joined == [1]
+
+
 def test_sampled_row_does_not_depend_on_its_batch_mates():
     model = CountingStepModel(flat=True)
     row = RowRequest((1,), max_tokens=12, temperature=1.0, seed=42)
@@ -160,9 +204,9 @@ def test_batcher_groups_concurrent_callers_and_splits_at_max_batch():
     model = CountingStepModel()
     seen: list[int] = []
 
-    def run(rows):
+    def run(rows, admit, finished):
         seen.append(threading.get_ident())
-        return decode_batch(model, rows)
+        return decode_batch(model, rows, admit, finished)
 
     batcher = DynamicBatcher(run, max_batch=4)
 
@@ -176,14 +220,14 @@ def test_batcher_groups_concurrent_callers_and_splits_at_max_batch():
         batcher.close()
     assert [len(r) for r in out] == [1, 2, 1, 2, 1, 2]
     assert out[1][0].text == "de" and out[5][1].text == "hb"  # prompt 6 -> 7 -> 1 (wraps)
-    assert sum(batcher.batch_sizes) == 9 and max(batcher.batch_sizes) == 4
-    assert len(batcher.batch_sizes) <= 4 and len(set(seen)) == 1  # one worker thread
+    assert sum(batcher.batch_sizes) == 9 and max(model.batch_widths) == 4  # never more than max_batch at once
+    assert len(set(seen)) == 1  # one worker thread
 
 
 def test_batcher_reports_errors_and_keeps_working():
     calls = {"n": 0}
 
-    def run(rows):
+    def run(rows, admit, finished):
         calls["n"] += 1
         if calls["n"] == 1:
             raise RuntimeError("out of memory")
@@ -203,7 +247,7 @@ def test_batcher_reports_errors_and_keeps_working():
 
 
 def test_closed_batcher_refuses_new_work():
-    batcher = DynamicBatcher(lambda rows: [], max_batch=2)
+    batcher = DynamicBatcher(lambda rows, admit, finished: [], max_batch=2)
     batcher.close()
     with pytest.raises(ModelError, match="closed"):
         asyncio.run(batcher.submit([RowRequest((1,), max_tokens=1)]))

@@ -1,10 +1,11 @@
 """Dynamic batching for a local decoder: many concurrent callers, one forward pass per step.
 
 Callers (asyncio tasks) submit rows to a queue; a single worker thread takes everything waiting (up to
-`max_batch` rows), left-pads it, prefills once and runs one decode loop over the KV cache. Each row keeps
-its own sampling parameters and its own random generator, so a row's sample does not depend on which
-other rows share its batch. A prompt prefix shared by all rows (a harness's system prompt) is computed
-once. Finished rows are dropped from the batch, so they stop costing compute.
+`max_batch` rows), left-pads it, prefills once and runs one decode loop over the KV cache. Rows that
+arrive while it runs join it between steps (continuous batching), and a caller gets its answer as soon as
+its rows end. Each row keeps its own sampling parameters and its own random generator, so a row's sample
+does not depend on which other rows share its batch. A prompt prefix shared by all rows (a harness's
+system prompt) is computed once. Finished rows are dropped from the batch, so they stop costing compute.
 
 Nothing here knows about transformers: the model side is the small `StepModel` protocol (local.py).
 """
@@ -67,6 +68,14 @@ class StepModel(Protocol):
         """The KV state restricted to `rows` (indices into the current batch)."""
         ...
 
+    def can_join(self, state: Any) -> bool:
+        """Whether `join_rows` works on this state (a plain KV cache; not a sliding window or a recurrent state)."""
+        ...
+
+    def join_rows(self, state: Any, other: Any) -> Any:
+        """One state with the rows of `state`, then those of `other`, the shorter left-padded to the longer."""
+        ...
+
     def detokenize(self, ids: Sequence[int]) -> str: ...
 
 
@@ -74,13 +83,22 @@ class StepModel(Protocol):
 
 
 class RowSampler:
-    """Greedy or temperature/top-p sampling, vectorised over rows, with one generator per row."""
+    """Greedy or temperature/top-p sampling, vectorised over rows, with one generator per row.
+
+    Rows are numbered in the order they were added; rows that join a running batch are added later.
+    """
 
     def __init__(self, rows: Sequence[RowRequest], device: torch.device):
-        self.temperature = torch.tensor([r.temperature for r in rows], dtype=torch.float32, device=device)
-        self.top_p = torch.tensor([r.top_p for r in rows], dtype=torch.float32, device=device)
+        self.device = device
+        self.temperature: list[float] = []
+        self.top_p: list[float] = []
         self.generators: list[torch.Generator | None] = []
+        self.add(rows)
+
+    def add(self, rows: Sequence[RowRequest]) -> None:
         for r in rows:
+            self.temperature.append(r.temperature)
+            self.top_p.append(r.top_p)
             if r.temperature > 0:
                 g = torch.Generator()  # on CPU: one uniform draw per step is all it makes
                 g.manual_seed(r.seed)
@@ -88,18 +106,18 @@ class RowSampler:
             else:
                 self.generators.append(None)
 
-    def sample(self, logits: torch.Tensor, active: list[int]) -> torch.Tensor:
-        """Next token for each active row; `active[j]` is the original row index of logits row j."""
+    def sample(self, logits: torch.Tensor, active: Sequence[int]) -> torch.Tensor:
+        """Next token for each active row; `active[j]` is the row number of logits row j."""
         tokens = logits.argmax(dim=-1)
         sampled = [j for j, i in enumerate(active) if self.generators[i] is not None]
         if not sampled:
             return tokens
         originals = [active[j] for j in sampled]
         sel = torch.tensor(sampled, device=logits.device)
-        temps = self.temperature[originals].unsqueeze(-1)
+        temps = torch.tensor([self.temperature[i] for i in originals], device=logits.device).unsqueeze(-1)
         probs = torch.softmax(logits.index_select(0, sel) / temps, dim=-1)
         uniforms = torch.stack([torch.rand((), generator=self.generators[i]) for i in originals]).to(logits.device)
-        top_p = self.top_p[originals]
+        top_p = torch.tensor([self.top_p[i] for i in originals], device=logits.device)
         nucleus = top_p < 1.0
         choice = torch.empty(len(sampled), dtype=torch.long, device=logits.device)
         if (~nucleus).any():  # plain sampling needs no sort: invert the CDF in vocabulary order
@@ -122,7 +140,7 @@ def _inverse_cdf(probs: torch.Tensor, uniforms: torch.Tensor) -> torch.Tensor:
     return torch.searchsorted(cdf, targets, right=True).squeeze(-1).clamp(max=probs.shape[-1] - 1)
 
 
-# ---------------------------------------------------------------- one batch
+# ---------------------------------------------------------------- one decode run
 
 
 # finished rows leave the KV state once they are at least 1/PRUNE_FRACTION of it
@@ -165,64 +183,145 @@ def shared_prefix_len(rows: Sequence[RowRequest]) -> int:
     return n if n >= MIN_SHARED_PREFIX else 0
 
 
-@torch.inference_mode()
-def decode_batch(model: StepModel, rows: Sequence[RowRequest]) -> list[RowResult]:
-    """Generate every row in one batch; the KV state holds [shared prefix][left padding][own prompt][output]."""
+def left_pad(t: torch.Tensor, width: int, dim: int) -> torch.Tensor:
+    missing = width - t.shape[dim]
+    if missing <= 0:
+        return t
+    shape = list(t.shape)
+    shape[dim] = missing
+    return torch.cat([t.new_zeros(shape), t], dim=dim)
+
+
+def _rows(t: torch.Tensor, index: list[int]) -> torch.Tensor:
+    return t[torch.tensor(index, dtype=torch.long, device=t.device)]
+
+
+@dataclass
+class _KVBatch:
+    """Rows in the KV state: [shared prefix][left padding][own prompt][output], one mask column per position."""
+
+    rows: list[int]  # row number of each KV row, in order
+    state: Any
+    mask: torch.Tensor  # [B, length]: 1 where a row has a real token
+    next_pos: torch.Tensor  # [B, 1]: each row's next position id (padding is not counted)
+    logits: torch.Tensor  # [B, vocab]: for the next token
+
+    def select(self, model: StepModel, keep: list[int]) -> _KVBatch:
+        """Only the KV rows at positions `keep`; copies the state, so done only when it pays."""
+        sel = torch.tensor(keep, dtype=torch.long, device=self.mask.device)
+        return _KVBatch([self.rows[j] for j in keep], model.select_rows(self.state, sel), self.mask[sel],
+                        self.next_pos[sel], self.logits[sel])
+
+    def join(self, model: StepModel, other: _KVBatch) -> _KVBatch:
+        """Both batches' rows in one; the shorter side is left-padded (masked) to the longer length."""
+        width = max(self.mask.shape[1], other.mask.shape[1])
+        mask = torch.cat([left_pad(self.mask, width, 1), left_pad(other.mask, width, 1)])
+        return _KVBatch(self.rows + other.rows, model.join_rows(self.state, other.state), mask,
+                        torch.cat([self.next_pos, other.next_pos]), torch.cat([self.logits, other.logits]))
+
+
+def _prefill(model: StepModel, rows: Sequence[RowRequest], numbers: list[int]) -> _KVBatch:
+    """Prompt tokens of `rows` through the model: a prefix shared by all rows once, then each row's own part."""
     device = model.device
     n_rows = len(rows)
     prefix = shared_prefix_len(rows)
     suffix_len = max(len(r.prompt_ids) - prefix for r in rows)
     prompt_len = prefix + suffix_len
-    total_len = prompt_len + max(r.max_tokens for r in rows)
     suffix_ids = torch.full((n_rows, suffix_len), model.pad_id, dtype=torch.long)
-    # allocated once for the whole batch; step k uses the first prompt_len + k columns
-    mask = torch.zeros((n_rows, total_len), dtype=torch.long)
+    mask = torch.zeros((n_rows, prompt_len), dtype=torch.long)
     mask[:, :prefix] = 1
     for i, r in enumerate(rows):
         own = r.prompt_ids[prefix:]
         suffix_ids[i, suffix_len - len(own) :] = torch.tensor(own, dtype=torch.long)
-        mask[i, prompt_len - len(own) : prompt_len] = 1
+        mask[i, prompt_len - len(own) :] = 1
     suffix_ids, mask = suffix_ids.to(device), mask.to(device)
-    positions = (mask[:, :prompt_len].cumsum(-1) - 1).clamp(min=0)
-    next_pos = mask[:, :prompt_len].sum(-1, keepdim=True)
-
+    positions = (mask.cumsum(-1) - 1).clamp(min=0)
     state = None
     if prefix:  # compute the shared prefix once, then give every row its own copy of its KV
         prefix_ids = torch.tensor([rows[0].prompt_ids[:prefix]], dtype=torch.long, device=device)
         _, state = model.prefill(prefix_ids, mask[:1, :prefix], positions[:1, :prefix], None)
         state = model.repeat_rows(state, n_rows)
-    logits, state = model.prefill(suffix_ids, mask[:, :prompt_len], positions[:, prefix:], state)
+    logits, state = model.prefill(suffix_ids, mask, positions[:, prefix:], state)
+    return _KVBatch(list(numbers), state, mask, mask.sum(-1, keepdim=True), logits)
 
-    sampler = RowSampler(rows, device)
-    watches = [_StopWatch(r.stop) for r in rows]
-    generated: list[list[int]] = [[] for _ in rows]
-    done = [False] * n_rows
-    present = list(range(n_rows))  # original index of each row in the KV state, in order
-    length = prompt_len
+
+Admit = Callable[[int], list[RowRequest]]  # rows running now -> rows that join them
+Finished = Callable[[int, RowResult], None]
+
+
+class _Decode:
+    """The rows of one decode run: their requests, tokens so far, and which have finished."""
+
+    def __init__(self, model: StepModel, finished: Finished | None):
+        self.model, self.finished = model, finished
+        self.requests: list[RowRequest] = []
+        self.generated: list[list[int]] = []
+        self.results: list[RowResult | None] = []
+        self.watches: list[_StopWatch] = []
+        self.sampler = RowSampler([], model.device)
+
+    def add(self, rows: Sequence[RowRequest]) -> list[int]:
+        first = len(self.requests)
+        self.requests += rows
+        self.generated += [[] for _ in rows]
+        self.results += [None] * len(rows)
+        self.watches += [_StopWatch(r.stop) for r in rows]
+        self.sampler.add(rows)
+        return list(range(first, len(self.requests)))
+
+    def advance(self, batch: _KVBatch) -> tuple[torch.Tensor, list[int]]:
+        """Sample the next token of every row in `batch`; returns the tokens and the positions still live."""
+        tokens = self.sampler.sample(batch.logits, batch.rows)
+        live = []
+        for j, (i, tok) in enumerate(zip(batch.rows, tokens.tolist())):
+            if self.results[i] is not None:
+                continue
+            ids, request = self.generated[i], self.requests[i]
+            if tok not in self.model.eos_ids:
+                ids.append(tok)
+                if len(ids) < request.max_tokens and not self.watches[i].hit(self.model, ids):
+                    live.append(j)
+                    continue
+            self.results[i] = RowResult(_final_text(self.model, ids, request.stop), len(ids))
+            if self.finished:
+                self.finished(i, self.results[i])
+        return tokens, live
+
+
+@torch.inference_mode()
+def decode_batch(model: StepModel, rows: Sequence[RowRequest], admit: Admit | None = None,
+                 finished: Finished | None = None) -> list[RowResult]:
+    """Generate `rows` in one batch (continuous batching when `admit` is given) and return every row's result.
+
+    `admit(running)` is asked between decode steps for rows to join the `running` ones; rows it returns are
+    prefilled and join the batch, so a caller that arrives a moment late does not wait for the whole batch.
+    Admitted rows are numbered after `rows`, in order. `finished(i, result)` is called as soon as row i ends.
+    """
+    run = _Decode(model, finished)
+    batch = _prefill(model, rows, run.add(rows))
     while True:
-        tokens = sampler.sample(logits, present)
-        for i, tok in zip(present, tokens.tolist()):
-            if done[i]:
+        tokens, live = run.advance(batch)
+        joining = admit(len(live)) if admit is not None and model.can_join(batch.state) else []
+        if joining:
+            newcomers = _prefill(model, joining, run.add(joining))
+            new_tokens, new_live = run.advance(newcomers)
+            old = batch.select(model, live) if len(live) < len(batch.rows) else batch
+            tokens = torch.cat([_rows(tokens, live), _rows(new_tokens, new_live)])
+            newcomers = newcomers.select(model, new_live) if len(new_live) < len(newcomers.rows) else newcomers
+            batch = old.join(model, newcomers) if old.rows else newcomers
+            if not batch.rows:
                 continue
-            if tok in model.eos_ids:
-                done[i] = True
-                continue
-            generated[i].append(tok)
-            done[i] = len(generated[i]) >= rows[i].max_tokens or watches[i].hit(model, generated[i])
-        live = [j for j, i in enumerate(present) if not done[i]]
-        if not live:
+        elif not live:
             break
         # dropping rows copies the whole KV state, so wait until enough rows have finished to pay for it
-        if len(present) - len(live) >= max(1, len(present) // PRUNE_FRACTION):
-            sel = torch.tensor(live, device=device)
-            state = model.select_rows(state, sel)
-            tokens, mask, next_pos = tokens[sel], mask[sel], next_pos[sel]
-            present = [present[j] for j in live]
-        mask[:, length] = 1
-        length += 1
-        logits, state = model.step(tokens.unsqueeze(-1), mask[:, :length], next_pos, state)
-        next_pos = next_pos + 1
-    return [RowResult(_final_text(model, ids, r.stop), len(ids)) for ids, r in zip(generated, rows)]
+        elif len(batch.rows) - len(live) >= max(1, len(batch.rows) // PRUNE_FRACTION):
+            batch = batch.select(model, live)
+            tokens = _rows(tokens, live)
+        batch.mask = torch.cat([batch.mask, batch.mask.new_ones((len(batch.rows), 1))], dim=1)
+        batch.logits, batch.state = model.step(tokens.unsqueeze(-1), batch.mask, batch.next_pos, batch.state)
+        batch.next_pos = batch.next_pos + 1
+    assert all(r is not None for r in run.results), "the loop ends only when every row has finished"
+    return list(run.results)  # type: ignore[arg-type]
 
 
 # ---------------------------------------------------------------- the queue
@@ -262,13 +361,16 @@ def _set_exception(future: asyncio.Future[Any], error: BaseException) -> None:
 class DynamicBatcher:
     """A queue of rows served by one worker thread that runs `run_batch` on up to `max_batch` rows at a time.
 
+    `run_batch(rows, admit, finished)` is `decode_batch` with a model bound: it may call `admit(running)`
+    between steps to take rows that arrived meanwhile (never more than `max_batch` in all), and
+    `finished(i, result)` as each row ends, so its caller need not wait for the rest of the batch.
     `linger_s`: after the first row arrives, wait until no new row has come for this long (at most
-    `max_linger_s`), so that callers started together land in one batch.
+    `max_linger_s`), so that callers started together share the prefill too.
     """
 
     def __init__(
         self,
-        run_batch: Callable[[list[RowRequest]], list[RowResult]],
+        run_batch: Callable[[list[RowRequest], Admit, Finished], list[RowResult]],
         max_batch: int = 32,
         linger_s: float = 0.005,
         max_linger_s: float = 0.05,
@@ -283,7 +385,8 @@ class DynamicBatcher:
         self._pending: collections.deque[tuple[_Job, int]] = collections.deque()
         self._cond = threading.Condition()
         self._closed = False
-        self.batch_sizes: list[int] = []  # rows per batch run, for benchmarks and tests
+        self.batch_sizes: list[int] = []  # rows per decode run, those that joined it included
+        self.joined: list[int] = []  # of which joined a running batch
         self._thread = threading.Thread(target=self._work, name=name, daemon=True)
         self._thread.start()
 
@@ -305,6 +408,15 @@ class DynamicBatcher:
             self._cond.notify()
         self._thread.join()
 
+    def _pop(self, limit: int) -> list[tuple[_Job, int]]:
+        """Up to `limit` waiting rows whose callers still want them; the lock must be held."""
+        taken: list[tuple[_Job, int]] = []
+        while self._pending and len(taken) < limit:
+            job, k = self._pending.popleft()
+            if not (job.failed or job.future.cancelled()):
+                taken.append((job, k))
+        return taken
+
     def _take(self) -> list[tuple[_Job, int]] | None:
         with self._cond:
             while not self._pending and not self._closed:
@@ -321,27 +433,41 @@ class DynamicBatcher:
                 if len(self._pending) == seen or self._closed:
                     break
                 seen = len(self._pending)
-            taken: list[tuple[_Job, int]] = []
-            while self._pending and len(taken) < self.max_batch:
-                job, k = self._pending.popleft()
-                if not (job.failed or job.future.cancelled()):
-                    taken.append((job, k))
-            return taken
+            return self._pop(self.max_batch)
 
     def _work(self) -> None:
         while (taken := self._take()) is not None:
             if not taken:
                 continue
-            self.batch_sizes.append(len(taken))
-            try:
-                results = self._run_batch([job.rows[k] for job, k in taken])
-            except Exception as e:  # the callers see it; the worker lives on for the next batch
-                for job in {job for job, _ in taken}:
-                    if not job.failed:
-                        job.fail(ModelError(f"local generation failed: {type(e).__name__}: {e}"))
-                continue
-            for (job, k), result in zip(taken, results):
+            self.batch_sizes.append(len(taken))  # counted before any caller hears back, joiners as they join
+            self.joined.append(0)
+
+            def admit(running: int) -> list[RowRequest]:
+                if self._closed or running >= self.max_batch:
+                    return []
+                with self._cond:
+                    more = self._pop(self.max_batch - running)
+                taken.extend(more)
+                self.batch_sizes[-1] += len(more)
+                self.joined[-1] += len(more)
+                return [job.rows[k] for job, k in more]
+
+            def finished(i: int, result: RowResult) -> None:
+                job, k = taken[i]
                 job.results[k] = result
                 job.remaining -= 1
                 if job.remaining == 0 and not job.failed:
                     job.resolve()
+
+            try:
+                results = self._run_batch([job.rows[k] for job, k in taken], admit, finished)
+                for i, result in enumerate(results):  # rows it did not report as they ended
+                    job, k = taken[i]
+                    if job.results[k] is None:
+                        finished(i, result)
+                if any(job.remaining for job, _ in taken):
+                    raise ModelError(f"the batch returned {len(results)} results for {len(taken)} rows")
+            except Exception as e:  # the callers see it; the worker lives on for the next batch
+                for job in {job for job, _ in taken}:
+                    if job.remaining and not job.failed:
+                        job.fail(ModelError(f"local generation failed: {type(e).__name__}: {e}"))

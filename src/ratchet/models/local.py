@@ -13,9 +13,10 @@ from collections.abc import Sequence
 from typing import Any
 
 import torch
+from transformers.cache_utils import DynamicLayer
 
 from ratchet.models.base import ModelError
-from ratchet.models.batching import DynamicBatcher, RowRequest, decode_batch
+from ratchet.models.batching import Admit, DynamicBatcher, Finished, RowRequest, RowResult, left_pad, decode_batch
 from ratchet.models.gguf import EMBEDDED_NAME, load_causal_lm, resolve_local_model
 from ratchet.types import Completion, Message, SamplingParams
 
@@ -104,6 +105,16 @@ class HFStepModel:
         state.batch_select_indices(rows)
         return state
 
+    def can_join(self, state: Any) -> bool:
+        return all(type(layer) is DynamicLayer for layer in getattr(state, "layers", [None]))
+
+    def join_rows(self, state: Any, other: Any) -> Any:
+        for mine, theirs in zip(state.layers, other.layers, strict=True):
+            width = max(mine.keys.shape[-2], theirs.keys.shape[-2])  # [batch, heads, positions, head dim]
+            mine.keys = torch.cat([left_pad(mine.keys, width, -2), left_pad(theirs.keys, width, -2)])
+            mine.values = torch.cat([left_pad(mine.values, width, -2), left_pad(theirs.values, width, -2)])
+        return state
+
     def detokenize(self, ids: Sequence[int]) -> str:
         return self.tokenizer.decode(list(ids), skip_special_tokens=True)
 
@@ -145,8 +156,8 @@ class LocalModel:
             f"threads={self.threads})"
         )
 
-    def _run_batch(self, rows: list[RowRequest]) -> list:
-        return decode_batch(self.step_model, rows)
+    def _run_batch(self, rows: list[RowRequest], admit: Admit, finished: Finished) -> list[RowResult]:
+        return decode_batch(self.step_model, rows, admit, finished)
 
     def rows_for(self, prompt_ids: list[int], params: SamplingParams) -> list[RowRequest]:
         room = self.step_model.context_len - len(prompt_ids)
