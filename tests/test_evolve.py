@@ -52,3 +52,20 @@ def test_stop_file_then_resume_finishes_without_repeating(tmp_path):
     ledger = Ledger(proj.cfg.ledger_url)
     assert [c["round"] for c in ledger.candidates(outcome.run_id)] == [1, 2, 3, 4]
     assert [les["round"] for les in ledger.lessons(outcome.run_id)] == [1, 2, 3, 4]
+
+
+def test_log_shows_what_changed_and_show_takes_the_short_name(tmp_path):
+    from typer.testing import CliRunner
+
+    from ratchet.cli import app
+
+    root = make_project_dir(tmp_path / "p")
+    outcome, _ = run_evolve(root, rounds=2)
+    runner = CliRunner()
+    log = runner.invoke(app, ["log", str(root)], env={"COLUMNS": "200"})
+    assert log.exit_code == 0 and "temperature" in log.output and " -> " in log.output  # the change, not boilerplate
+    for name in ("r001", "1", f"{outcome.run_id}-r001"):
+        shown = runner.invoke(app, ["show", str(root), name])
+        assert shown.exit_code == 0 and f"candidate {outcome.run_id}-r001" in shown.output, name
+    missing = runner.invoke(app, ["show", str(root), "r099"])
+    assert missing.exit_code != 0 and "no candidate 'r099'" in missing.output

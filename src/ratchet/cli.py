@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import re
 import shutil
 import signal
 import sys
@@ -285,25 +286,49 @@ def log_(project: Path = ProjectArg, run: Optional[str] = typer.Option(None, hel
     console.print(f"sealed test: unsealed {len(unseals)} time(s)" + (f"; last: seed {test['seed']:.3f}, best {test['best']:.3f}" if test else ""))
 
 
+CandidateArg = typer.Argument(..., help="Candidate id, a unique prefix of one, or its short name in `ratchet log` (r003: "
+                               "round 3 of the latest run, or of --run).")
+RunOption = typer.Option(None, "--run", help="Run id for a short candidate name (default: the latest evolve run).")
+
+
+def _candidate_id(proj, candidate: str, run: str | None) -> str:
+    """A full candidate id from what a user typed: an id, a unique prefix, or `rNNN` of a run."""
+    if proj.ledger.candidate(candidate) is not None:
+        return proj.ledger.candidate(candidate)["id"]
+    short = re.fullmatch(r"r?(\d+)", candidate)
+    if short:
+        run_id = run or _run_id(proj, None, _latest_kind(proj))
+        full = f"{run_id}-r{int(short.group(1)):03d}"
+        if proj.ledger.candidate(full) is not None:
+            return full
+    _fail(f"no candidate {candidate!r}; `ratchet log PROJECT` lists them")
+
+
+def _latest_kind(proj) -> str:
+    """The kind of the project's most recent loop run, for short candidate names."""
+    runs = [r for k in ("evolve", "research") if (r := proj.ledger.latest_run(k, proj.cfg.project.name))]
+    if not runs:
+        _fail("no run of this project in the ledger yet; start one with `ratchet evolve PROJECT`")
+    return max(runs, key=lambda r: r["created_at"])["kind"]
+
+
 @app.command()
-def show(project: Path = ProjectArg, candidate: str = typer.Argument(..., help="Candidate id (or a unique prefix).")) -> None:
+def show(project: Path = ProjectArg, candidate: str = CandidateArg, run: Optional[str] = RunOption) -> None:
     """One candidate: its diff, rationale, hypothesis, decision figures and lesson."""
     from ratchet.loop.views import show_text
 
     proj = _open_record(project)
     try:
-        console.print(show_text(proj.ledger, candidate), highlight=False, markup=False)
+        console.print(show_text(proj.ledger, _candidate_id(proj, candidate, run)), highlight=False, markup=False)
     except ValueError as e:
         _fail(str(e))
 
 
-def _set_approval(project: Path, candidate: str, status: str) -> None:
+def _set_approval(project: Path, candidate: str, status: str, run: str | None) -> None:
     from ratchet.ui.approval import ApprovalError, record_approval
 
     proj = _open_record(project)
-    row = proj.ledger.candidate(candidate)
-    if row is None:
-        _fail(f"no candidate {candidate!r}; `ratchet log PROJECT` lists them")
+    row = proj.ledger.candidate(_candidate_id(proj, candidate, run))
     try:
         record_approval(proj.ledger, row["id"], "approve" if status == "approved" else "reject", by="cli")
     except ApprovalError as e:
@@ -312,15 +337,15 @@ def _set_approval(project: Path, candidate: str, status: str) -> None:
 
 
 @app.command("approve")
-def approve_(project: Path = ProjectArg, candidate: str = typer.Argument(..., help="Candidate id awaiting approval.")) -> None:
+def approve_(project: Path = ProjectArg, candidate: str = CandidateArg, run: Optional[str] = RunOption) -> None:
     """Let a waiting (risky) candidate be evaluated."""
-    _set_approval(project, candidate, "approved")
+    _set_approval(project, candidate, "approved", run)
 
 
 @app.command("reject")
-def reject_(project: Path = ProjectArg, candidate: str = typer.Argument(..., help="Candidate id awaiting approval.")) -> None:
+def reject_(project: Path = ProjectArg, candidate: str = CandidateArg, run: Optional[str] = RunOption) -> None:
     """Refuse a waiting candidate; the loop records it and moves on."""
-    _set_approval(project, candidate, "rejected")
+    _set_approval(project, candidate, "rejected", run)
 
 
 @app.command()
@@ -334,7 +359,7 @@ def adopt(project: Path = ProjectArg, candidate: str = typer.Argument("best", he
         run_id = _run_id(proj, run)
         commit = CandidateRepo(proj.cfg.harness_dir, run_id, state_dir=proj.cfg.state_dir).best()
     else:
-        row = proj.ledger.candidate(candidate)
+        row = proj.ledger.candidate(_candidate_id(proj, candidate, run))
         if row is None or not row["commit"]:
             _fail(f"no candidate {candidate!r} with a commit; `ratchet log PROJECT` lists them")
         run_id, commit = row["run_id"], row["commit"]
