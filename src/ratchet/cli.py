@@ -387,8 +387,16 @@ def test_(project: Path = ProjectArg, unseal: bool = typer.Option(False, "--unse
             await proj.aclose()
 
     rec = asyncio.run(go())
-    console.print(table(f"sealed test of {run_id} (unseal #{rec['unseal_number']})", ["harness", "commit", "test accuracy ± se", "tasks"],
-                        [[k, rec[k]["commit"], score_pm(rec[k]["mean"], rec[k]["se"]), rec[k]["n_tasks"]] for k in ("seed", "best")]))
+    earlier = {r["harness"]: r for r in (proj.ledger.run(run_id)["summary"] or {}).get("table", [])}
+
+    def score(label: str, split: str) -> str:
+        value = earlier.get(label, {}).get(split)
+        return "-" if value is None else f"{100 * value:.1f}%"
+
+    console.print(table(f"{run_id}: seed vs best (test unseal #{rec['unseal_number']})",
+                        ["harness", "commit", "dev", "holdout", "test ± se", "test tasks"],
+                        [[k, rec[k]["commit"], score(k, "dev"), score(k, "holdout"), score_pm(rec[k]["mean"], rec[k]["se"]),
+                          rec[k]["n_tasks"]] for k in ("seed", "best")]))
 
 
 from ratchet.ui_cli import report as report_cmd, ui as ui_cmd  # noqa: E402  (light: FastAPI loads on use)

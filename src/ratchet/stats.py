@@ -149,3 +149,8 @@ def sequential_worse(diffs: Sequence[float], alpha_futility: float = 0.05) -> bo
         raise ValueError(f"alpha_futility must be in (0, 1), got {alpha_futility}")
     d = _finite_array(diffs, "diffs")
     return one_sided_paired_test(-d) < alpha_futility
+
+
+def format_p(p: float) -> str:
+    """A p-value for people: 4 decimals, or 2 significant digits when that would print 0.0000."""
+    return f"{p:.2g}" if 0 < p < 1e-3 else f"{p:.4f}"

@@ -18,6 +18,7 @@ import numpy as np
 
 from ratchet.stats import (
     bootstrap_ci,
+    format_p,
     one_sided_paired_test,
     paired_differences,
     sequential_worse,
@@ -87,9 +88,9 @@ def decide_dev(
     if mean_diff <= min_effect:
         accepted, verdict = False, f"rejected: {measured} is not above min_effect {min_effect:g}"
     elif p_value >= alpha:
-        accepted, verdict = False, f"rejected: {measured}, p={p_value:.4f} >= alpha={alpha:g} (not significant)"
+        accepted, verdict = False, f"rejected: {measured}, p={format_p(p_value)} >= alpha={alpha:g} (not significant)"
     else:
-        accepted, verdict = True, f"accepted: {measured}, p={p_value:.4f} < alpha={alpha:g}"
+        accepted, verdict = True, f"accepted: {measured}, p={format_p(p_value)} < alpha={alpha:g}"
     return DecisionStats(
         n_tasks=len(diffs),
         mean_parent=mean_parent,

@@ -40,7 +40,7 @@ from typing import Any
 
 import numpy as np
 
-from ratchet.stats import bootstrap_ci, one_sided_paired_test, paired_differences
+from ratchet.stats import bootstrap_ci, format_p, one_sided_paired_test, paired_differences
 
 STATE_VERSION = 1
 
@@ -146,9 +146,9 @@ class Thresholdout:
             charged = True
         source = "holdout disagrees with dev; noisy holdout gain" if overflowed else "holdout agrees with dev; dev gain"
         if confirmed:
-            head = f"confirmed: holdout p={p_value:.4f} < alpha={alpha:g}"
+            head = f"confirmed: holdout p={format_p(p_value)} < alpha={alpha:g}"
         elif not significant:
-            head = f"not confirmed: holdout gain not significant (p={p_value:.4f}, alpha={alpha:g})"
+            head = f"not confirmed: holdout gain not significant (p={format_p(p_value)}, alpha={alpha:g})"
         else:
             head = "not confirmed: released gain is not positive"
         return HoldoutResult(

@@ -5,10 +5,15 @@ from __future__ import annotations
 from typing import Any
 
 from ratchet.ledger import Ledger
+from ratchet.stats import format_p
 
 
 def _fmt(x: Any, spec: str = "+.3f") -> str:
     return "-" if x is None else format(x, spec)
+
+
+def _p(x: float | None) -> str:
+    return "-" if x is None else format_p(x)
 
 
 def log_rows(ledger: Ledger, run_id: str) -> list[list[str]]:
@@ -41,10 +46,10 @@ def show_text(ledger: Ledger, cand_id: str) -> str:
         if s:
             lines.append(f"{title}: parent {_fmt(s['mean_parent'], '.3f')} -> candidate {_fmt(s['mean_cand'], '.3f')}, "
                          f"diff {_fmt(s['mean_diff'])} CI [{_fmt(s['ci_low'])}, {_fmt(s['ci_high'])}], "
-                         f"p={_fmt(s['p_value'], '.4f')}, n={s['n_tasks']} tasks")
+                         f"p={_p(s['p_value'])}, n={s['n_tasks']} tasks")
     if (h := d.get("holdout")):
         lines.append(f"holdout: parent {_fmt(h.get('mean_parent'), '.3f')} -> candidate {_fmt(h.get('mean_cand'), '.3f')}, "
-                     f"p={_fmt(h.get('p_value'), '.4f')}; {h['reason']}")
+                     f"p={_p(h.get('p_value'))}; {h['reason']}")
     if d.get("reason"):
         lines.append(f"decision: {d.get('final', c['status'])} - {d['reason']}")
     for key in ("guard", "risky"):

@@ -114,11 +114,12 @@ class CommandArena:
         checkout = self.repo.worktree(commit)
         gate = asyncio.Semaphore(self.spec.parallel)
         finished: list[TrialResult] = []
+        failed = asyncio.Event()
         label = f"{split} {commit[:8]}"
 
         async def one(unit: str, epoch: int) -> TrialResult | None:
             async with gate:
-                if should_stop():
+                if failed.is_set() or should_stop():
                     return None
                 r = await self.evaluator.run_trial(checkout, unit, epoch, trial_seed(round_seed, split, unit, epoch), split)
             if r.ok:
@@ -129,17 +130,22 @@ class CommandArena:
             return r
 
         tasks = [asyncio.ensure_future(one(u, e)) for u, e in todo]
+        failure: ArenaFailure | None = None
         try:
             for next_done in asyncio.as_completed(tasks):
                 r = await next_done
                 if r is not None and not r.ok:
                     self._record_failure(commit, r, eval_id)
-                    raise ArenaFailure(f"{split} trial {r.unit} (seed {r.seed}) of {commit[:10]} failed: {r.status}: "
-                                       f"{r.reason}", {"commit": commit, **r.to_json()})
+                    failure = ArenaFailure(f"{split} trial {r.unit} (seed {r.seed}) of {commit[:10]} failed: {r.status}: "
+                                           f"{r.reason}", {"commit": commit, **r.to_json()})
+                    failed.set()  # start no more trials
+                    break
         finally:
-            for t in tasks:
-                t.cancel()
+            # Let the trials in flight end rather than cancel them: cancelling one while its sandbox process
+            # is being created hangs asyncio (Python 3.11) for good. Those not started return at once.
             await asyncio.gather(*tasks, return_exceptions=True)
+        if failure is not None:
+            raise failure
         if len(finished) < len(todo):
             raise EvalInterrupted(f"stopped with {len(finished)}/{len(todo)} trials of {label} recorded")
         return finished
