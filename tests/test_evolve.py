@@ -62,10 +62,17 @@ def test_log_shows_what_changed_and_show_takes_the_short_name(tmp_path):
     root = make_project_dir(tmp_path / "p")
     outcome, _ = run_evolve(root, rounds=2)
     runner = CliRunner()
-    log = runner.invoke(app, ["log", str(root)], env={"COLUMNS": "200"})
-    assert log.exit_code == 0 and "temperature" in log.output and " -> " in log.output  # the change, not boilerplate
+    from ratchet.ledger import Ledger
+    from ratchet.loop.views import LOG_COLUMNS, log_rows
+
+    from ratchet.config import load_project
+
+    change = log_rows(Ledger(load_project(root).ledger_url), outcome.run_id)[0][LOG_COLUMNS.index("change")]
+    assert change.startswith("temperature ") and " -> " in change  # what changed, not boilerplate
+    assert runner.invoke(app, ["log", str(root)]).exit_code == 0
     for name in ("r001", "1", f"{outcome.run_id}-r001"):
         shown = runner.invoke(app, ["show", str(root), name])
         assert shown.exit_code == 0 and f"candidate {outcome.run_id}-r001" in shown.output, name
+        assert "change     temperature" in shown.output
     missing = runner.invoke(app, ["show", str(root), "r099"])
     assert missing.exit_code != 0 and "no candidate 'r099'" in missing.output

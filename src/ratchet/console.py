@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 from collections.abc import Iterator
 from contextlib import contextmanager
 from typing import Callable
@@ -10,7 +11,12 @@ from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn, TimeRemainingColumn
 from rich.table import Table
 
+# Piped or captured output (CI logs, `| tee`) gets no terminal width; rich would wrap tables at 80
+# columns, which folds `ratchet log` into unreadable strips. Files are wide; $COLUMNS still wins.
+_WIDTH = None if os.environ.get("COLUMNS") else 160
 console = Console(stderr=False)
+if not console.is_terminal and _WIDTH:
+    console = Console(stderr=False, width=_WIDTH)
 err_console = Console(stderr=True)
 
 
