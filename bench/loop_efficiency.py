@@ -1,12 +1,15 @@
 """ratchet's loop vs plain Optuna TPE and random search, at the same rollout budget, on one project.
 
-    python bench/loop_efficiency.py [--project examples/arithmetic] [--rounds 8]
+    python bench/loop_efficiency.py [--project examples/arithmetic] [--rounds 8] [--only-knobs temperature,max_tokens]
 
 The baselines do what most optimisers of prompts and knobs do: evaluate each trial once on dev and keep
 the best dev mean. ratchet keeps a change only on a paired test confirmed on holdout. All three search the
 same space (the knobs of params.toml and the skill switches) with the same model and suite, and spend the
 same number of rollouts. Printed from one run: the final holdout and test score of what each method
 kept, and the gap between its dev gain and its test gain (how much of its gain was selection noise).
+
+`--only-knobs` searches only the named knobs (no skill switches): on the arithmetic example that takes
+away the calculator, which every method finds at once, and leaves knobs whose effects are near noise.
 """
 
 from __future__ import annotations
@@ -21,7 +24,7 @@ from pathlib import Path
 import optuna
 
 from ratchet.harness.loader import harness_from_files, load_harness
-from ratchet.harness.params import render_params
+from ratchet.harness.params import HarnessParams, parse_params, render_params
 from ratchet.loop.evolve import EvolveOptions, evolve
 from ratchet.loop.gitrepo import CandidateRepo
 from ratchet.loop.proposers.search import _params_at, point_of, search_space
@@ -51,10 +54,24 @@ async def baseline(project, sampler: optuna.samplers.BaseSampler, trials: int, s
     return best, best_dev
 
 
+def restrict_knobs(project_dir: Path, names: list[str]) -> None:
+    """Keep only `names` in the copied harness's params.toml, and no skill switches."""
+    from ratchet.config import load_project
+
+    path = load_project(project_dir).harness_dir / "params.toml"
+    params = parse_params(path.read_text(), path)
+    unknown = set(names) - set(params.knobs)
+    if unknown:
+        raise SystemExit(f"--only-knobs: {', '.join(sorted(unknown))} not in {path}; it declares {', '.join(params.knobs)}")
+    path.write_text(render_params(HarnessParams(knobs={n: params.knobs[n] for n in names})))
+
+
 async def run(args: argparse.Namespace) -> None:
     optuna.logging.set_verbosity(optuna.logging.WARNING)
     work = Path(tempfile.mkdtemp(prefix="ratchet-bench-"))
     shutil.copytree(ROOT / args.project, work / "p", ignore=shutil.ignore_patterns(".ratchet", "memory.md"))
+    if args.only_knobs:
+        restrict_knobs(work / "p", args.only_knobs.split(","))
     project = open_project(work / "p")
     seed_harness = load_harness(project.cfg.harness_dir)
     rows = []
@@ -74,7 +91,9 @@ async def run(args: argparse.Namespace) -> None:
             t0 = time.time()
             best, best_dev = await baseline(project, sampler, trials, seed_harness)
             rows.append((name, best, best_dev - seed_dev, trials * n_dev, time.time() - t0))
-        print(f"\nproject {args.project}, model {project.model.name}; seed harness: dev {seed_dev:.3f}, test {seed_test:.3f}")
+        space = f"knobs {args.only_knobs}" if args.only_knobs else "all knobs and skills"
+        print(f"\nproject {args.project} ({space}), model {project.model.name}; seed harness: dev {seed_dev:.3f}, "
+              f"test {seed_test:.3f}")
         print(f"{'method':<30} {'rollouts':>8} {'dev gain':>9} {'holdout':>8} {'test':>7} {'test gain':>10} {'gap':>7} {'s':>6}")
         for name, harness, dev_gain, rollouts, secs in rows:
             hold = await score(project, harness, "holdout", seed=10_007)
@@ -92,6 +111,7 @@ def main() -> None:
     ap.add_argument("--project", default="examples/arithmetic")
     ap.add_argument("--rounds", type=int, default=8)
     ap.add_argument("--seed", type=int, default=0)
+    ap.add_argument("--only-knobs", default="", help="comma-separated knobs to search (default: all, and the skills)")
     asyncio.run(run(ap.parse_args()))
 
 

@@ -325,9 +325,13 @@ class CandidateRepo:
         if tree is not None:
             with self._temp_index(tree) as index:
                 self._git("checkout-index", "-a", "-f", f"--prefix={tmp}/", index=index)
-        if dest.exists():
-            shutil.rmtree(dest)
+        old = None
+        if dest.exists():  # renamed away first: a kill while deleting must not leave a half-deleted `dest`
+            old = dest.with_name(f"{sha[:12]}.old.{os.getpid()}")
+            os.replace(dest, old)
         os.replace(tmp, dest)  # atomic: a half-written checkout is never reused
+        if old is not None:
+            shutil.rmtree(old, ignore_errors=True)  # a leftover (after a kill) is swept by clean_worktrees
         return dest
 
     def clean_worktrees(self, keep: Iterable[str] = ()) -> int:
