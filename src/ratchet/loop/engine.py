@@ -97,9 +97,11 @@ class LoopEngine:
         best = arch.best(self.archive)
         if self.repo.best() != best.commit:  # a kill between the ledger write and the ref move
             self.repo.move_best(best.commit)
-        rows = self.ledger.candidates(self.run_id)
+        # Counted as of the last observed round: a round decided but not yet observed before a kill is
+        # observed (and counted) again when it resumes, so counting it here too would count it twice.
+        observed = state["round"] if state else 0
         self.rejections_in_a_row = 0
-        for row in reversed(rows):
+        for row in reversed([c for c in self.ledger.candidates(self.run_id) if c["round"] <= observed]):
             if row["status"] == "accepted":
                 break
             self.rejections_in_a_row += row["status"] in FINAL
@@ -123,8 +125,15 @@ class LoopEngine:
     # -- one round -----------------------------------------------------------------------------
     async def run_round(self, r: int) -> RoundResult:
         row = self.ledger.get_state(self.run_id, f"round/{r}")
-        parent = self._member(row["parent"]) if row else arch.select_parent(self.archive, self.loop.parent_selection, self.rng)
-        self.ledger.set_state(self.run_id, f"round/{r}", {"parent": parent.candidate_id})
+        if row is None:
+            parent = arch.select_parent(self.archive, self.loop.parent_selection, self.rng)
+            # one write: the parent and the rng state after drawing it, so a kill cannot separate them
+            self.ledger.set_state(self.run_id, f"round/{r}", {"parent": parent.candidate_id,
+                                                              "rng": list(_jsonable_rng(self.rng.getstate()))})
+        else:
+            parent = self._member(row["parent"])
+            if "rng" in row:
+                self.rng.setstate(_rng_state(row["rng"], self.rng))
         self.ledger.set_state(self.run_id, "rng", list(_jsonable_rng(self.rng.getstate())))
         cand_id = f"{self.run_id}-r{r:03d}"
         existing = self.ledger.candidate(cand_id)
