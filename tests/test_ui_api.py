@@ -6,9 +6,9 @@ import pytest
 from fastapi.testclient import TestClient
 from typer.testing import CliRunner
 
-from ratchet.ui.app import UISettings, create_app
-from ratchet.ui_cli import report, ui
 from evolve_fixture import build_real_run_ledger
+from ratchet.cli.ui import report, ui
+from ratchet.ui.app import UISettings, create_app
 from ui_fixture import build_demo_ledger, copy_demo  # noqa: F401 - the synthetic builder, to swap back
 
 LEDGER_BUILDER = build_real_run_ledger  # a real short evolve run (session-cached); build_demo_ledger also passes

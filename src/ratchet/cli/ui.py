@@ -1,7 +1,6 @@
 """`ratchet ui` and `ratchet report`: the commands only; the work is in ratchet.ui.
 
-Registered in cli.py with `app.command("ui")(ui)` and `app.command("report")(report)`. FastAPI and
-uvicorn are imported inside `ui`, so other commands start fast and work without the [ui] extra.
+FastAPI and uvicorn are imported inside `ui`, so other commands start fast and work without the [ui] extra.
 """
 
 from __future__ import annotations
@@ -9,19 +8,14 @@ from __future__ import annotations
 import os
 import socket
 from pathlib import Path
-from typing import Optional
 
 import typer
 
+from ratchet.cli.common import fail, fixable
 from ratchet.console import console, err_console
 
 LedgerOpt = typer.Option(None, "--ledger", help="Ledger path or SQLAlchemy URL (default: the project's, or $RATCHET_LEDGER).")
 ProjectOpt = typer.Option(Path("."), "--project", "-p", help="Project directory whose ledger to read.")
-
-
-def _fail(message: str, code: int = 2) -> None:
-    err_console.print(f"[bold red]error:[/] {message}", highlight=False)
-    raise typer.Exit(code)
 
 
 def ledger_url_for(project: Path, ledger: str | None) -> str:
@@ -34,13 +28,13 @@ def ledger_url_for(project: Path, ledger: str | None) -> str:
             return load_project(project).ledger_url
         except ConfigError as e:
             if not os.environ.get("RATCHET_LEDGER"):
-                _fail(f"{e}\n(or pass --ledger PATH_OR_URL)")
+                fail(f"{e}\n(or pass --ledger PATH_OR_URL)")
             spec = os.environ["RATCHET_LEDGER"]
     if "://" in spec:
         return spec
     path = Path(spec).resolve()
     if not path.exists():
-        _fail(f"no ledger at {path}; run a loop first or pass the right --ledger")
+        fail(f"no ledger at {path}; run a loop first or pass the right --ledger")
     return f"sqlite:///{path}"
 
 
@@ -53,9 +47,16 @@ def _port_free(host: str, port: int) -> bool:
     return True
 
 
+def _open_ledger(url: str):
+    from ratchet.ledger import Ledger
+
+    with fixable():
+        return Ledger(url)
+
+
 def ui(
     project: Path = ProjectOpt,
-    ledger: Optional[str] = LedgerOpt,
+    ledger: str | None = LedgerOpt,
     port: int = typer.Option(8765, help="Port to serve on."),
     host: str = typer.Option("127.0.0.1", help="Address to bind. Anything but loopback exposes the ledger to the network."),
     read_only: bool = typer.Option(False, "--read-only", help="No approvals from the browser, even with the token."),
@@ -67,16 +68,11 @@ def ui(
 
         from ratchet.ui.app import LOOPBACK, UISettings, create_app, new_token
     except ImportError as e:
-        _fail(f"the dashboard needs FastAPI and uvicorn ({e.name} is missing): pip install 'ratchet[ui]'")
-    from ratchet.ledger import Ledger, LedgerError
-
+        fail(f"the dashboard needs FastAPI and uvicorn ({e.name} is missing): pip install 'ratchet[ui]'")
     url = ledger_url_for(project, ledger)
-    try:
-        lg = Ledger(url)
-    except LedgerError as e:
-        _fail(str(e))
+    lg = _open_ledger(url)
     if not _port_free(host, port):
-        _fail(f"port {port} on {host} is in use; pass --port N")
+        fail(f"port {port} on {host} is in use; pass --port N")
     token = None if read_only else new_token()
     if host not in LOOPBACK:
         err_console.print(f"[yellow]warning:[/] binding {host}: anyone who can reach this address can read the ledger")
@@ -98,21 +94,16 @@ def report(
     run: str = typer.Argument("latest", help="Run id, a unique prefix of one, or 'latest'."),
     output: Path = typer.Option(Path("report.html"), "--output", "-o", help="Where to write the HTML file."),
     project: Path = ProjectOpt,
-    ledger: Optional[str] = LedgerOpt,
+    ledger: str | None = LedgerOpt,
     max_rollouts: int = typer.Option(400, help="Trajectories to carry in the file (the rest stay in the ledger)."),
 ) -> None:
     """Write one self-contained HTML file for a run (charts, candidates, diffs, lessons); it opens offline."""
-    from ratchet.ledger import Ledger, LedgerError
-    from ratchet.ui.report import ReportError, write_report
+    from ratchet.ui.report import write_report
 
+    lg = _open_ledger(ledger_url_for(project, ledger))
     try:
-        lg = Ledger(ledger_url_for(project, ledger))
-    except LedgerError as e:
-        _fail(str(e))
-    try:
-        path = write_report(lg, run, output, max_rollouts)
-    except ReportError as e:
-        _fail(str(e))
+        with fixable():  # a ReportError (no such run, several match) names what to pass instead
+            path = write_report(lg, run, output, max_rollouts)
     finally:
         lg.close()
     console.print(f"wrote {path} ({path.stat().st_size / 1024:.0f} KiB)")

@@ -1,0 +1,173 @@
+"""The harness tier's commands: evolve, log, show, approve, reject, adopt, test."""
+
+from __future__ import annotations
+
+import asyncio
+from pathlib import Path
+
+import typer
+
+from ratchet.cli.common import (
+    CandidateArg,
+    ProjectArg,
+    RunOption,
+    candidate_id,
+    check_loop_options,
+    fail,
+    fixable,
+    open_full,
+    open_record,
+    run_id_for,
+    stop_exit_code,
+    stop_policy_help,
+)
+from ratchet.console import console, score_pm, table
+
+
+@stop_policy_help
+def evolve(
+    project: Path = ProjectArg,
+    rounds: int | None = typer.Option(None, help="Rounds to run (default: [loop] rounds). With --resume: the new total."),
+    proposer: str | None = typer.Option(None, help="search | llm | mix (default: [loop] proposer)."),
+    approve: str | None = typer.Option(None, help="never | risky | always: which candidates wait for `ratchet approve`."),
+    resume: bool = typer.Option(False, "--resume",
+                                help="Continue the latest evolve run of this project after a stop, crash or kill."),
+    run: str | None = typer.Option(None, help="Continue this run id instead of the latest."),
+) -> None:
+    """Improve the harness round by round; keep a change only on paired evidence confirmed on holdout.
+
+    Each round: select a parent, analyse its dev failures, propose a change (search over params.toml
+    knobs, an LLM patch, or a mix), guard it, evaluate it paired against its parent, decide, and write
+    a lesson to the ledger and memory.md. A stop file ([guard] stop_file) or Ctrl-C stops cleanly after
+    the current step; `--resume` continues.
+    """
+    from ratchet.evolve.run import EvolveOptions
+    from ratchet.evolve.run import evolve as run_evolve
+    from ratchet.loop.control import StopControl  # noqa: F401  (import check before the model loads)
+
+    check_loop_options(proposer, approve)
+    proj = open_full(project)
+    opts = EvolveOptions(rounds=rounds, proposer=proposer, approve=approve, resume=resume or bool(run), run_id=run,
+                         handle_sigint=True)
+
+    async def go():
+        try:
+            return await run_evolve(proj, opts, say=lambda m: console.print(m, highlight=False))
+        finally:
+            await proj.aclose()
+
+    with fixable(then=f"the run is in the ledger; continue it with: ratchet evolve {project} --resume"):
+        outcome = asyncio.run(go())
+    if outcome.status == "stopped":
+        console.print(f"stopped: {outcome.reason}. Continue with: ratchet evolve {project} --resume")
+        raise typer.Exit(stop_exit_code(outcome.status, outcome.reason))
+    console.print(f"finished: {outcome.reason}")
+    if outcome.table:
+        console.print(table(f"run {outcome.run_id}: seed vs best", ["harness", "candidate", "commit", "dev", "holdout"],
+                            [[r["harness"], r["candidate"], r["commit"], f"{r['dev']:.3f}", f"{r['holdout']:.3f}"]
+                             for r in outcome.table]))
+    console.print(f"the test split is sealed; `ratchet test {project} --unseal` scores seed and best on it (recorded)")
+
+
+
+def log_(project: Path = ProjectArg, run: str | None = typer.Option(None, help="Run id (default: the latest evolve run)."),
+         runs: bool = typer.Option(False, "--runs", help="List the runs instead.")) -> None:
+    """The history of a run as a table: round, candidate, parent, change, dev delta with CI, holdout, decision."""
+    from ratchet.loop.views import LOG_COLUMNS, log_rows
+
+    proj = open_record(project)
+    if runs:
+        console.print(table("runs", ["run", "kind", "status", "rounds", "best dev", "unseals"],
+                            [[r["id"], r["kind"], r["status"], (r["summary"] or {}).get("round", "-"),
+                              (r["summary"] or {}).get("best_dev", "-"), (r["summary"] or {}).get("unseals", 0)]
+                             for r in proj.ledger.runs()]))
+        return
+    run_id = run_id_for(proj, run)
+    record = proj.ledger.run(run_id)
+    if record is None:
+        fail(f"no run {run_id!r} in the ledger; `ratchet log PROJECT --runs` lists the runs")
+    summary = record["summary"] or {}
+    console.print(table(f"run {run_id} ({record['status']})", LOG_COLUMNS, log_rows(proj.ledger, run_id)))
+    unseals = proj.ledger.events(run_id, "unseal")
+    test = summary.get("test")
+    last = f"; last: seed {test['seed']:.3f}, best {test['best']:.3f}" if test else ""
+    console.print(f"sealed test: unsealed {len(unseals)} time(s)" + last)
+
+
+def show(project: Path = ProjectArg, candidate: str = CandidateArg, run: str | None = RunOption) -> None:
+    """One candidate: its diff, rationale, hypothesis, decision figures and lesson."""
+    from ratchet.loop.views import show_text
+
+    proj = open_record(project)
+    with fixable():
+        console.print(show_text(proj.ledger, candidate_id(proj, candidate, run)), highlight=False, markup=False)
+
+
+def _decide(project: Path, candidate: str, action: str, run: str | None) -> None:
+    from ratchet.ledger.approval import record_approval
+
+    proj = open_record(project)
+    cand = candidate_id(proj, candidate, run)
+    with fixable():  # an ApprovalError (not waiting, unknown) names why
+        rec = record_approval(proj.ledger, cand, action, by="cli")
+    console.print(f"{rec.candidate}: {rec.decision}")
+
+
+def approve_(project: Path = ProjectArg, candidate: str = CandidateArg, run: str | None = RunOption) -> None:
+    """Let a waiting (risky) candidate be evaluated."""
+    _decide(project, candidate, "approve", run)
+
+
+def reject_(project: Path = ProjectArg, candidate: str = CandidateArg, run: str | None = RunOption) -> None:
+    """Refuse a waiting candidate; the loop records it and moves on."""
+    _decide(project, candidate, "reject", run)
+
+
+def adopt(project: Path = ProjectArg, candidate: str = typer.Argument("best", help="Candidate id, or 'best' of the latest run."),
+          run: str | None = typer.Option(None, help="Run id (default: the latest evolve run).")) -> None:
+    """Bring a candidate's harness onto your branch (the only command that touches it)."""
+    from ratchet.evolve.adopt import adopt as do_adopt
+
+    proj = open_record(project)
+    if candidate == "best":
+        run_id, commit = run_id_for(proj, run), None
+    else:
+        row = proj.ledger.candidate(candidate_id(proj, candidate, run))
+        if row is None or not row["commit"]:
+            fail(f"no candidate {candidate!r} with a commit; `ratchet log PROJECT` lists them")
+        run_id, commit = row["run_id"], row["commit"]
+    with fixable():
+        done = do_adopt(proj, run_id, commit, label=candidate)
+    console.print(f"adopted {done.commit[:10]} onto your branch as {done.result[:10]}")
+
+
+def test_(project: Path = ProjectArg,
+          unseal: bool = typer.Option(False, "--unseal", help="Really score the sealed test split (recorded)."),
+          run: str | None = typer.Option(None, help="Run id (default: the latest evolve run).")) -> None:
+    """Score the seed and the best harness of a run on the sealed test split. Every unseal is recorded."""
+    from ratchet.evolve.sealed import unseal as do_unseal
+
+    proj = open_full(project)
+    run_id = run_id_for(proj, run)
+    previous = len(proj.ledger.events(run_id, "unseal"))
+    if not unseal:
+        fail(f"the test split is sealed (unsealed {previous} time(s) so far for {run_id}); pass --unseal to score it")
+
+    async def go():
+        try:
+            return await do_unseal(proj, run_id)
+        finally:
+            await proj.aclose()
+
+    with fixable():
+        rec = asyncio.run(go())
+    earlier = {r["harness"]: r for r in (proj.ledger.run(run_id)["summary"] or {}).get("table", [])}
+
+    def score(label: str, split: str) -> str:
+        value = earlier.get(label, {}).get(split)
+        return "-" if value is None else f"{100 * value:.1f}%"
+
+    console.print(table(f"{run_id}: seed vs best (test unseal #{rec['unseal_number']})",
+                        ["harness", "commit", "dev", "holdout", "test ± se", "test tasks"],
+                        [[k, rec[k]["commit"], score(k, "dev"), score(k, "holdout"), score_pm(rec[k]["mean"], rec[k]["se"]),
+                          rec[k]["n_tasks"]] for k in ("seed", "best")]))
