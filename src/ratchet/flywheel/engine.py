@@ -1,7 +1,8 @@
 """The flywheel loop: per generation, generate -> verify -> filter -> train -> evaluate -> promote.
 
-It is the same loop as `ratchet evolve`, with training as the proposal: the evaluator, the decision
-rule (dev, then holdout through Thresholdout), the ledger, the stop controls and the lessons are shared.
+It is the same loop as `ratchet evolve`, with training as the proposal: the evaluator, the comparison
+step and its decision settings (the project's `[loop]`: dev, then holdout through Thresholdout), the
+ledger, the stop controls and the lessons are shared. `Flywheel.generation` runs one method per stage.
 Every stage writes to the ledger before the next begins, so `--resume` continues a stopped run: the
 sampling evaluation reuses its finished rollouts, examples are written once by stable id, a trained
 model already in the registry is not trained again, and a decided generation is not decided twice.
@@ -14,22 +15,30 @@ import json
 import re
 import subprocess
 import time
-from collections.abc import Callable
-from contextlib import AbstractContextManager, nullcontext
+from collections.abc import Callable, Iterator
+from contextlib import AbstractContextManager, contextmanager, nullcontext
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 from ratchet.config import ConfigError, ModelSection
-from ratchet.evaluate import EvalInterrupted, Evaluator
+from ratchet.evaluate import EvalInterrupted, EvalResult, Evaluator
 from ratchet.flywheel import registry
 from ratchet.flywheel.card import card_markdown
-from ratchet.flywheel.config import FlywheelConfig, parse_flywheel
+from ratchet.flywheel.config import DECISION_KEYS, FlywheelConfig, TrainConfig, parse_flywheel
 from ratchet.flywheel.contamination import index_for_suite
 from ratchet.flywheel.datasets import PAIR, SFT, Example, Provenance, dataset_hash, export, mix_generations
-from ratchet.flywheel.filter import (filter_examples, grpo_prompts, hit_summary, ledger_rows, pair_candidates,
-                                     rollout_counts, sft_candidates)
-from ratchet.flywheel.generate import generate, generation_seed, rationalize, sampling_harness
+from ratchet.flywheel.filter import (
+    filter_examples,
+    grpo_prompts,
+    hit_summary,
+    ledger_rows,
+    pair_candidates,
+    rollout_counts,
+    sft_candidates,
+)
+from ratchet.flywheel.generate import generate as generate_rollouts
+from ratchet.flywheel.generate import generation_seed, rationalize, sampling_harness
 from ratchet.flywheel.promote import Comparison, compare, final_report, lesson_for
 from ratchet.flywheel.train import TRAIN_CONFIG_FILE, TrainInterrupted, TrainResult, train_grpo, train_model
 from ratchet.flywheel.verify import Judge, verdict_for, verifier_identity
@@ -82,7 +91,7 @@ class Flywheel:
             raise ConfigError("the flywheel trains the model's weights, so [model] backend must be \"local\" "
                               f"(it is {project.cfg.model.backend!r})")
         self.p, self.cfg = project, project.cfg
-        self.fw = fw or parse_flywheel(self.cfg.flywheel)
+        self.fw = fw or self.cfg.flywheel
         self.store = FlywheelStore(project.ledger)
         self.say = on_event or (lambda msg: None)
         self.progress = progress or _no_progress
@@ -137,14 +146,14 @@ class Flywheel:
             if run is None:
                 raise ConfigError(f"--resume: no earlier flywheel run of project {project!r} in the ledger")
             stored = run["config"].get("flywheel")
-            if stored:
-                self.fw = parse_flywheel(_strip_none(stored))
+            if stored:  # a run recorded before the decision settings moved to [loop] still names them
+                self.fw = parse_flywheel({k: v for k, v in stored.items() if k not in DECISION_KEYS})
             self.base = run["config"].get("base_model", self.cfg.model.name)
             self.p.ledger.update_run(run["id"], status="running")
             return run["id"], max(generations, int(run["config"].get("generations", 0)))
         self.base = self.cfg.model.name
-        config = {"flywheel": self.fw.to_json(), "generations": generations, "base_model": self.base,
-                  "harness": self.harness.fingerprint, "harness_commit": self.harness_commit}
+        config = {"flywheel": self.fw.to_json(), "loop": self.cfg.loop.model_dump(), "generations": generations,
+                  "base_model": self.base, "harness": self.harness.fingerprint, "harness_commit": self.harness_commit}
         return self.p.ledger.create_run("flywheel", project, config), generations
 
     async def run(self, generations: int | None = None, resume: bool = False) -> FlywheelSummary:
@@ -158,9 +167,9 @@ class Flywheel:
         if self.handle_sigint:
             control.install_sigint()
         state = ledger.get_state(run_id, "thresholdout")
+        loop = self.cfg.loop  # the decision settings, shared with evolve and research
         self.mechanism = (Thresholdout.from_json(state) if state else
-                          Thresholdout(self.fw.holdout_budget, self.fw.holdout_threshold, self.fw.holdout_noise,
-                                       seed=self.fw.eval_seed))
+                          Thresholdout(loop.holdout_budget, loop.holdout_threshold, loop.holdout_noise, seed=self.fw.eval_seed))
         current, status, reason = self.base, "finished", f"{total} generations done"
         for g in range(1, total + 1):
             done = self.store.generation(run_id, g)
@@ -185,112 +194,48 @@ class Flywheel:
         return FlywheelSummary(run_id, status, reason, current, self.base, self.store.generations(run_id), final,
                                time.monotonic() - started, card)
 
-    # -- one generation ----------------------------------------------------------------------------
+    # -- one generation: the stages of docs/flywheel.md, top to bottom ----------------------------------
     async def generation(self, g: int, current: str, control: StopControl) -> str:
-        fw, run_id = self.fw, self.run_id
+        """Generate -> verify -> filter (and the data mix) -> train -> evaluate -> promote; the model that is
+        current afterwards. Each stage writes to the ledger before the next begins (see the module docstring)."""
+        run_id = self.run_id
         self.store.open_generation(run_id, g, current)
         seconds: dict[str, float] = dict((self.store.generation(run_id, g) or {}).get("seconds") or {})
-        t0 = time.monotonic()
-        self.say(f"generation {g}: sampling {fw.samples_per_task} rollouts x {len(self.tasks['train'])} train tasks "
-                 f"with {current}")
-        ev = self.evaluator(current)
-        with self.progress(f"g{g} generate") as cb:
-            sampled = await generate(ev, self.gen_harness, self.tasks["train"], fw.samples_per_task,
-                                     generation_seed(fw.seed, g), run_id=run_id, progress=cb,
-                                     should_stop=control.should_stop, splits=self.split)
-        control.spend(rollouts=sampled.n_rollouts - sampled.reused, tokens=sampled.tokens)
-        _add(seconds, "generate", t0)
-
-        t0 = time.monotonic()
-        rollouts, star = await self.verify(sampled.trajectories, current, g)
-        counts = rollout_counts(rollouts)
-        counts["star_verified"] = sum(1 for _t, v in star if v.good)
-        _add(seconds, "verify", t0)
-
-        t0 = time.monotonic()
-        prov = self._provenance(g, current, sampled.eval_id)
-        sft = sft_candidates(rollouts, prov(False)) + sft_candidates(star, prov(True))
-        pairs = pair_candidates(rollouts, prov(False), fw.max_pairs_per_task)
-        opts = dict(min_chars=fw.min_chars, max_chars=fw.max_chars, near_dup_threshold=fw.near_dup_threshold,
-                    per_task_cap=fw.per_task_cap, prefer_short=fw.prefer_short)
-        f_sft, f_pairs = filter_examples(sft, self.index, **opts), filter_examples(pairs, self.index, **opts)
-        self.store.add_examples(run_id, g, ledger_rows(f_sft) + ledger_rows(f_pairs))
-        counts.update(filter_sft=f_sft.counts, filter_pairs=f_pairs.counts,
-                      contamination_hits=hit_summary(f_sft) + hit_summary(f_pairs))
-        train_sft, train_pairs, ts = self.training_set(g)
-        counts["train_set"] = ts
-        data_hash = dataset_hash([*train_sft, *train_pairs])
-        out = self.cfg.state_dir / "flywheel" / run_id / f"g{g}"
-        export([*train_sft, *train_pairs], out)
-        self.p.ledger.set_state(run_id, f"trainset:g{g}", [e.id for e in [*train_sft, *train_pairs]])
-        _add(seconds, "filter", t0)
-        self.store.update_generation(run_id, g, status="filtered", eval_id=sampled.eval_id, counts=counts,
-                                     dataset_hash=data_hash, seconds=seconds)
-        self.say(f"generation {g}: {counts.get('verified_good', 0)}/{counts.get('rollouts', 0)} rollouts verified; "
-                 f"kept {f_sft.counts['kept']} sft + {f_pairs.counts['kept']} pairs; contamination dropped "
-                 f"{f_sft.counts['contamination'] + f_pairs.counts['contamination']}; training on {ts}")
-
-        if not train_sft and not train_pairs and not fw.train.grpo:
-            reason = (f"no training data: nothing survived verification and filtering for method "
-                      f"{fw.train.method!r} (see the data card); the current model stays")
+        with _timed(seconds, "generate"):
+            sampled = await self.generate(g, current, control)
+        with _timed(seconds, "verify"):
+            rollouts, star = await self.verify(sampled.trajectories, current, g)
+        with _timed(seconds, "filter"):
+            data = self.filter(g, current, sampled.eval_id, rollouts, star)
+        self.store.update_generation(run_id, g, status="filtered", eval_id=sampled.eval_id, counts=data.counts,
+                                     dataset_hash=data.dataset_hash, seconds=seconds)
+        self.say(f"generation {g}: {data.summary()}")
+        reason = no_data_reason(data, self.fw.train)
+        if reason:
             self.store.update_generation(run_id, g, status="skipped", decision={"reason": reason}, seconds=seconds)
             self.say(f"generation {g}: skipped, {reason}")
             return current
-
-        t0 = time.monotonic()
-        name = self.model_name(g)
-        if registry.registry_model_dir(self.cfg.root, name) is None:
-            self.say(f"generation {g}: training {name} ({fw.train.method}, "
-                     f"{'full fine-tune' if fw.train.full_finetune else f'LoRA r={fw.train.lora_r}'})")
-            result = await self._train(current, name, train_sft, train_pairs, sampled.trajectories, control)
-            metrics = {"train": result.metrics, "train_seconds": round(result.seconds, 1)}
-        else:  # trained before a stop: keep its recorded metrics
-            recorded = _read_json(registry.model_dir(self.cfg.root, name) / TRAIN_CONFIG_FILE)
-            metrics = {"train": recorded.get("metrics", {}), "train_seconds": recorded.get("seconds")}
-        registry.register(self.store, self.cfg.root, name=name, project=self.cfg.project.name, parent=current,
-                          run_id=run_id, generation=g, dataset_hash=data_hash, train_config=fw.to_json()["train"],
-                          metrics=metrics)
-        _add(seconds, "train", t0)
+        with _timed(seconds, "train"):
+            name = await self.train(g, current, data, sampled.trajectories, control)
         self.store.update_generation(run_id, g, status="trained", candidate_model=name, seconds=seconds)
+        with _timed(seconds, "evaluate"):
+            cmp = await self.evaluate(g, current, name, control)
+        return await self.promote(g, current, name, cmp, data.counts, seconds)
 
-        t0 = time.monotonic()
-        self.say(f"generation {g}: evaluating {name} against {current} on dev (then holdout if dev accepts)")
-        cmp = await compare(self.evaluator(current), self.evaluator(name), self.harness, self.tasks["dev"],
-                            self.tasks["holdout"], epochs=fw.eval_epochs, seed=fw.eval_seed, alpha=fw.alpha,
-                            min_effect=fw.min_effect, mechanism=self.mechanism, run_id=run_id,
-                            progress=lambda key: self.progress(f"g{g} {key}"), should_stop=control.should_stop)
-        control.spend(rollouts=cmp.rollouts, tokens=cmp.tokens)
-        self.p.ledger.set_state(run_id, "thresholdout", self.mechanism.to_json())
-        _add(seconds, "evaluate", t0)
-        status = "promoted" if cmp.promoted else "rejected"
-        registry.set_status(self.store, self.cfg.root, name, status,
-                            {"decision": cmp.to_json(), "dev_mean": cmp.means.get("dev_candidate"),
-                             "holdout_mean": cmp.means.get("holdout_candidate")})
-        self.store.update_generation(run_id, g, status=status, decision=cmp.to_json(), seconds=seconds)
-        self._lesson(g, name, cmp, counts)
-        self.say(f"generation {g}: {status} {name}: {cmp.reason}")
-        if cmp.promoted:
-            await self.release(current)
-            return name
-        await self.release(name)
-        return current
-
-    async def _train(self, current: str, name: str, sft: list[Example], pairs: list[Example],
-                     trajs: list[Trajectory], control: StopControl) -> TrainResult:
-        out, base = registry.model_dir(self.cfg.root, name), self.weights_dir(current)
-        if not self.fw.train.grpo:
-            return await asyncio.to_thread(self.train_fn, base, sft, pairs, self.fw.train, out, self.say,
-                                           control.should_stop)
-        suite = self.p.suite
-
-        async def reward(task_id: str, text: str) -> float:  # the suite's verifier is the reward
-            return (await suite.score(self._task(task_id), text)).value
-
-        prompts = grpo_prompts(trajs, self.index)
-        self.say(f"GRPO on {len(prompts)} train prompts (contaminated prompts left out)")
-        return await asyncio.to_thread(train_grpo, base, prompts, reward, self.fw.train, out)
+    async def generate(self, g: int, current: str, control: StopControl) -> EvalResult:
+        """K rollouts per train task with the current model (resumable: finished rollouts are reused)."""
+        fw = self.fw
+        self.say(f"generation {g}: sampling {fw.samples_per_task} rollouts x {len(self.tasks['train'])} train tasks "
+                 f"with {current}")
+        with self.progress(f"g{g} generate") as cb:
+            sampled = await generate_rollouts(self.evaluator(current), self.gen_harness, self.tasks["train"],
+                                              fw.samples_per_task, generation_seed(fw.seed, g), run_id=self.run_id,
+                                              progress=cb, should_stop=control.should_stop, splits=self.split)
+        control.spend(rollouts=sampled.n_rollouts - sampled.reused, tokens=sampled.tokens)
+        return sampled
 
     async def verify(self, trajs: list[Trajectory], current: str, g: int) -> tuple[list, list]:
+        """A verdict per rollout (outcome score, the judge if any, process signals); STaR's hinted retries."""
         fw = self.fw
         judge = self._judge(current)
 
@@ -315,6 +260,85 @@ class Flywheel:
                                        generation_seed(fw.seed, g), self.split.get)
             star = [(t, verdict_for(t, fw.min_score, None, 0.0, fw.drop_tool_errors, fw.drop_loops)) for t in hinted]
         return verdicts, star
+
+    def filter(self, g: int, current: str, eval_id: str, rollouts: list, star: list) -> TrainingData:
+        """Candidates from the verified rollouts, filtered (every one written to the ledger, kept or dropped),
+        then the data stage: this generation's training set, exported and recorded by example id."""
+        fw, run_id = self.fw, self.run_id
+        counts = rollout_counts(rollouts)
+        counts["star_verified"] = sum(1 for _t, v in star if v.good)
+        prov = self._provenance(g, current, eval_id)
+        sft = sft_candidates(rollouts, prov(False)) + sft_candidates(star, prov(True))
+        pairs = pair_candidates(rollouts, prov(False), fw.max_pairs_per_task)
+        opts = dict(min_chars=fw.min_chars, max_chars=fw.max_chars, near_dup_threshold=fw.near_dup_threshold,
+                    per_task_cap=fw.per_task_cap, prefer_short=fw.prefer_short)
+        f_sft, f_pairs = filter_examples(sft, self.index, **opts), filter_examples(pairs, self.index, **opts)
+        self.store.add_examples(run_id, g, ledger_rows(f_sft) + ledger_rows(f_pairs))
+        counts.update(filter_sft=f_sft.counts, filter_pairs=f_pairs.counts,
+                      contamination_hits=hit_summary(f_sft) + hit_summary(f_pairs))
+        train_sft, train_pairs, counts["train_set"] = self.training_set(g)
+        examples = [*train_sft, *train_pairs]
+        export(examples, self.cfg.state_dir / "flywheel" / run_id / f"g{g}")
+        self.p.ledger.set_state(run_id, f"trainset:g{g}", [e.id for e in examples])
+        return TrainingData(train_sft, train_pairs, dataset_hash(examples), counts, f_sft.counts, f_pairs.counts)
+
+    async def train(self, g: int, current: str, data: TrainingData, trajs: list[Trajectory], control: StopControl) -> str:
+        """Train generation g's candidate from the current model and register it; a model already in the
+        registry (trained before a stop) is not trained again. Returns the candidate's name."""
+        fw, name = self.fw, self.model_name(g)
+        if registry.registry_model_dir(self.cfg.root, name) is None:
+            self.say(f"generation {g}: training {name} ({fw.train.method}, "
+                     f"{'full fine-tune' if fw.train.full_finetune else f'LoRA r={fw.train.lora_r}'})")
+            result = await self._train(current, name, data.sft, data.pairs, trajs, control)
+            metrics = {"train": result.metrics, "train_seconds": round(result.seconds, 1)}
+        else:  # trained before a stop: keep its recorded metrics
+            recorded = _read_json(registry.model_dir(self.cfg.root, name) / TRAIN_CONFIG_FILE)
+            metrics = {"train": recorded.get("metrics", {}), "train_seconds": recorded.get("seconds")}
+        registry.register(self.store, self.cfg.root, name=name, project=self.cfg.project.name, parent=current,
+                          run_id=self.run_id, generation=g, dataset_hash=data.dataset_hash,
+                          train_config=fw.to_json()["train"], metrics=metrics)
+        return name
+
+    async def _train(self, current: str, name: str, sft: list[Example], pairs: list[Example],
+                     trajs: list[Trajectory], control: StopControl) -> TrainResult:
+        out, base = registry.model_dir(self.cfg.root, name), self.weights_dir(current)
+        if not self.fw.train.grpo:
+            return await asyncio.to_thread(self.train_fn, base, sft, pairs, self.fw.train, out, self.say,
+                                           control.should_stop)
+        suite = self.p.suite
+
+        async def reward(task_id: str, text: str) -> float:  # the suite's verifier is the reward
+            return (await suite.score(self._task(task_id), text)).value
+
+        prompts = grpo_prompts(trajs, self.index)
+        self.say(f"GRPO on {len(prompts)} train prompts (contaminated prompts left out)")
+        return await asyncio.to_thread(train_grpo, base, prompts, reward, self.fw.train, out,
+                                       should_stop=control.should_stop)
+
+    async def evaluate(self, g: int, current: str, name: str, control: StopControl) -> Comparison:
+        """The candidate vs the current model: paired on dev, then holdout through Thresholdout ([loop]'s rule)."""
+        self.say(f"generation {g}: evaluating {name} against {current} on dev (then holdout if dev accepts)")
+        cmp = await compare(self.evaluator(current), self.evaluator(name), self.harness, self.tasks["dev"],
+                            self.tasks["holdout"], epochs=self.fw.eval_epochs, seed=self.fw.eval_seed, loop=self.cfg.loop,
+                            mechanism=self.mechanism, run_id=self.run_id,
+                            progress=lambda key: self.progress(f"g{g} {key}"), should_stop=control.should_stop)
+        control.spend(rollouts=cmp.rollouts, tokens=cmp.tokens)
+        self.p.ledger.set_state(self.run_id, "thresholdout", self.mechanism.to_json())
+        return cmp
+
+    async def promote(self, g: int, current: str, name: str, cmp: Comparison, counts: dict[str, Any],
+                      seconds: dict[str, float]) -> str:
+        """Record the decision (registry, generation, lesson) and return the model that is current now."""
+        status = "promoted" if cmp.promoted else "rejected"
+        registry.set_status(self.store, self.cfg.root, name, status,
+                            {"decision": cmp.to_json(), "dev_mean": cmp.means.get("dev_candidate"),
+                             "holdout_mean": cmp.means.get("holdout_candidate")})
+        self.store.update_generation(self.run_id, g, status=status, decision=cmp.to_json(), seconds=seconds)
+        self._lesson(g, name, cmp, counts)
+        self.say(f"generation {g}: {status} {name}: {cmp.reason}")
+        kept, dropped = (name, current) if cmp.promoted else (current, name)
+        await self.release(dropped)
+        return kept
 
     def _judge(self, current: str) -> Judge | None:
         j = self.fw.judge
@@ -378,7 +402,7 @@ class Flywheel:
                                                         fw.eval_seed, run_id=self.run_id)
         final = await self.evaluator(current).evaluate(self.harness, self.tasks["holdout"], "holdout", fw.eval_epochs,
                                                        fw.eval_seed, run_id=self.run_id)
-        report = final_report(self.base, current, base, final, fw.eval_epochs, fw.alpha)
+        report = final_report(self.base, current, base, final, fw.eval_epochs, self.cfg.loop.alpha)
         self.p.ledger.add_event("flywheel_final_holdout", report, run_id=self.run_id)
         return report
 
@@ -393,8 +417,38 @@ class Flywheel:
             await self.release(name)
 
 
-def _add(seconds: dict[str, float], stage: str, t0: float) -> None:
-    """Stage wall time, summed over the sessions of a resumed run."""
+@dataclass
+class TrainingData:
+    """What the filter and data stages leave for training: the mixed training set and the counts."""
+
+    sft: list[Example]
+    pairs: list[Example]
+    dataset_hash: str
+    counts: dict[str, Any]  # rollout, filter and training-set counts (the generation's ledger row)
+    filter_sft: dict[str, int]
+    filter_pairs: dict[str, int]
+
+    def summary(self) -> str:
+        c = self.counts
+        contamination = self.filter_sft["contamination"] + self.filter_pairs["contamination"]
+        return (f"{c.get('verified_good', 0)}/{c.get('rollouts', 0)} rollouts verified; kept {self.filter_sft['kept']} "
+                f"sft + {self.filter_pairs['kept']} pairs; contamination dropped {contamination}; "
+                f"training on {c['train_set']}")
+
+
+def no_data_reason(data: TrainingData, train: TrainConfig) -> str | None:
+    """Why the generation trains nothing (then it is skipped and the current model stays), or None. No I/O."""
+    if data.sft or data.pairs or train.grpo:
+        return None
+    return (f"no training data: nothing survived verification and filtering for method {train.method!r} "
+            "(see the data card); the current model stays")
+
+
+@contextmanager
+def _timed(seconds: dict[str, float], stage: str) -> Iterator[None]:
+    """Add the stage's wall time to `seconds` (summed over the sessions of a resumed run) when it finishes."""
+    t0 = time.monotonic()
+    yield
     seconds[stage] = round(seconds.get(stage, 0.0) + time.monotonic() - t0, 1)
 
 
@@ -404,6 +458,3 @@ def _read_json(path: Path) -> dict[str, Any]:
     except (OSError, ValueError):
         return {}
 
-
-def _strip_none(d: dict[str, Any]) -> dict[str, Any]:
-    return {k: (_strip_none(v) if isinstance(v, dict) else v) for k, v in d.items() if v is not None}

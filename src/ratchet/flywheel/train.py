@@ -115,6 +115,29 @@ def _finish(trainer: Any, adapter_dir: Path, lora: bool) -> Any:
     return model
 
 
+def _partial_dir(out: Path) -> Path:
+    """A fresh `<out>.partial` to build the model dir in (a stopped or killed training leaves only this)."""
+    tmp = out.with_name(out.name + ".partial")
+    shutil.rmtree(tmp, ignore_errors=True)
+    tmp.mkdir(parents=True)
+    return tmp
+
+
+def _write_model_dir(model: Any, tokenizer: Any, tmp: Path, out: Path, base_dir: Path, cfg: TrainConfig,
+                     metrics: dict[str, Any], method: str, started: float) -> TrainResult:
+    """Save the trained model, its tokenizer and ratchet_train.json in `tmp`, then rename it to `out`:
+    the model dir appears complete or not at all. The one finisher of SFT, DPO and GRPO."""
+    model.to("cpu").save_pretrained(tmp)
+    tokenizer.save_pretrained(tmp)
+    shutil.rmtree(tmp / "trainer", ignore_errors=True)
+    seconds = time.monotonic() - started
+    (tmp / TRAIN_CONFIG_FILE).write_text(json.dumps({"base": str(base_dir), "config": cfg.model_dump(mode="json"),
+                                                     "metrics": metrics, "seconds": round(seconds, 1)}, indent=2))
+    shutil.rmtree(out, ignore_errors=True)
+    tmp.rename(out)
+    return TrainResult(path=out, method=method, metrics=metrics, seconds=seconds)
+
+
 def _losses(trainer: Any) -> dict[str, Any]:
     logs = [entry for entry in trainer.state.log_history if "loss" in entry]
     return {"steps": int(trainer.state.global_step),
@@ -159,9 +182,7 @@ def train_model(base_dir: Path, sft: Sequence[Example], pairs: Sequence[Example]
     device = pick_train_device(cfg.device)
     started = time.monotonic()
     set_seed(cfg.seed)
-    tmp = out.with_name(out.name + ".partial")
-    shutil.rmtree(tmp, ignore_errors=True)
-    tmp.mkdir(parents=True)
+    tmp = _partial_dir(out)
     model, tokenizer = _load(base_dir, device)
     metrics: dict[str, Any] = {"device": device, "n_sft": len(sft), "n_pairs": len(pairs)}
     lora = not cfg.full_finetune
@@ -192,22 +213,16 @@ def train_model(base_dir: Path, sft: Sequence[Example], pairs: Sequence[Example]
     elif method == "both":
         metrics["dpo"] = "skipped: no pairs"
 
-    model.to("cpu").save_pretrained(tmp)
-    tokenizer.save_pretrained(tmp)
-    shutil.rmtree(tmp / "trainer", ignore_errors=True)
-    seconds = time.monotonic() - started
-    (tmp / TRAIN_CONFIG_FILE).write_text(json.dumps({"base": str(base_dir), "config": _asdict(cfg),
-                                                     "metrics": metrics, "seconds": round(seconds, 1)}, indent=2))
-    shutil.rmtree(out, ignore_errors=True)
-    tmp.rename(out)  # the model dir appears complete or not at all
-    return TrainResult(path=out, method=method, metrics=metrics, seconds=seconds)
+    return _write_model_dir(model, tokenizer, tmp, out, base_dir, cfg, metrics, method, started)
 
 
 def train_grpo(base_dir: Path, prompts: Sequence[tuple[list[dict[str, str]], str]],
-               reward: Callable[[str, str], Any], cfg: TrainConfig, out: Path, require_gpu: bool = True) -> TrainResult:
+               reward: Callable[[str, str], Any], cfg: TrainConfig, out: Path, require_gpu: bool = True,
+               should_stop: Callable[[], bool] | None = None) -> TrainResult:
     """GRPO (R1-style RL on verifiable rewards): `prompts` are (messages, task id); `reward(task_id, text)`
     returns a score in [0, 1] (may be a coroutine: the suite's async scorer). GPU only; `require_gpu=False`
-    lets a test run a step or two on CPU."""
+    lets a test run a step or two on CPU. `should_stop` (the stop file, Ctrl-C) ends it after the current
+    step, as for SFT and DPO, and nothing is written."""
     device = pick_train_device(cfg.device)
     if require_gpu and not device.startswith("cuda"):
         raise ConfigError("[flywheel.train] grpo = true needs a CUDA GPU (it samples many completions per step); "
@@ -218,9 +233,7 @@ def train_grpo(base_dir: Path, prompts: Sequence[tuple[list[dict[str, str]], str
 
     started = time.monotonic()
     set_seed(cfg.seed)
-    tmp = out.with_name(out.name + ".partial")
-    shutil.rmtree(tmp, ignore_errors=True)
-    tmp.mkdir(parents=True)
+    tmp = _partial_dir(out)
     model, tokenizer = _load(base_dir, device)
 
     def reward_fn(prompts: list, completions: list, task_id: list[str], **_: Any) -> list[float]:
@@ -233,19 +246,12 @@ def train_grpo(base_dir: Path, prompts: Sequence[tuple[list[dict[str, str]], str
     args = GRPOConfig(**common, num_generations=cfg.grpo_generations, max_completion_length=cfg.max_length)
     data = Dataset.from_list([{"prompt": list(m), "task_id": t} for m, t in prompts])
     trainer = GRPOTrainer(model=model, reward_funcs=[reward_fn], args=args, train_dataset=data,
-                          processing_class=tokenizer, peft_config=_peft_config(cfg))
+                          processing_class=tokenizer, peft_config=_peft_config(cfg), callbacks=_stop_callback(should_stop))
     trainer.train()
+    _check_stopped(should_stop, "grpo")
     metrics = {"device": device, "grpo": _losses(trainer), "n_prompts": len(prompts)}
     model = _finish(trainer, tmp / "adapters" / "grpo", not cfg.full_finetune)
-    model.to("cpu").save_pretrained(tmp)
-    tokenizer.save_pretrained(tmp)
-    shutil.rmtree(tmp / "trainer", ignore_errors=True)
-    seconds = time.monotonic() - started
-    (tmp / TRAIN_CONFIG_FILE).write_text(json.dumps({"base": str(base_dir), "config": _asdict(cfg),
-                                                     "metrics": metrics, "seconds": round(seconds, 1)}, indent=2))
-    shutil.rmtree(out, ignore_errors=True)
-    tmp.rename(out)
-    return TrainResult(path=out, method="grpo", metrics=metrics, seconds=seconds)
+    return _write_model_dir(model, tokenizer, tmp, out, base_dir, cfg, metrics, "grpo", started)
 
 
 def _resolve(value: Any) -> Any:
@@ -254,8 +260,3 @@ def _resolve(value: Any) -> Any:
         return asyncio.run(value)
     return value
 
-
-def _asdict(cfg: TrainConfig) -> dict[str, Any]:
-    import dataclasses
-
-    return dataclasses.asdict(cfg)
