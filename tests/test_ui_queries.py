@@ -10,12 +10,11 @@ from types import SimpleNamespace
 import pytest
 import sqlalchemy as sa
 
-from ratchet.ledger import Ledger
+from pg import pg_url  # noqa: F401 - the fixture
+from ratchet.ledger.approval import ApprovalError, record_approval
 from ratchet.ui import queries, views
-from ratchet.ui.approval import ApprovalError, record_approval
 from ratchet.ui.flywheel import flywheel_detail, flywheel_present
 from ratchet.ui.report import ReportError, build_report, report_data
-from pg import pg_url  # noqa: F401 - the fixture
 from ui_fixture import build_demo_ledger, copy_demo, write_flywheel_rows
 
 LEDGER_BUILDER = build_demo_ledger  # swap for a ledger from a real short evolve run

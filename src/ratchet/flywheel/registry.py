@@ -5,41 +5,24 @@ was trained) and `ratchet_model.json` (the lineage card: parent, dataset hash, t
 status). The ledger's `models` table holds the same facts for queries. A model starts as a
 `candidate`; the flywheel marks it `promoted` (it becomes the current model) or `rejected` (kept for
 audit, never current). `[model] name = "<registry name>"` loads a registry model by name
-(`registry_model_dir` is the lookup the local backend calls).
+(the path lookup, `registry_model_dir`, lives in `ratchet.models.registry_paths`, below both
+this module and the local backend that calls it).
 """
 
 from __future__ import annotations
 
 import json
-import re
 from pathlib import Path
 from typing import Any
 
 from ratchet.ledger.flywheel_store import FlywheelStore
+from ratchet.models.registry_paths import REGISTRY_SUBDIR, check_name, model_dir, registry_model_dir
 
-REGISTRY_SUBDIR = Path(".ratchet") / "models"
+__all__ = ["CARD_FILE", "REGISTRY_SUBDIR", "STATUSES", "check_name", "current_model", "lineage", "model_dir",
+           "read_card", "register", "registry_model_dir", "set_status"]
+
 CARD_FILE = "ratchet_model.json"
 STATUSES = ("candidate", "promoted", "rejected")
-_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,127}$")
-
-
-def check_name(name: str) -> str:
-    if not _NAME.match(name) or ".." in name:
-        raise ValueError(f"registry model name {name!r} must be 1-128 letters, digits, '.', '_' or '-', "
-                         "starting with a letter or digit")
-    return name
-
-
-def model_dir(root: Path, name: str) -> Path:
-    return Path(root) / REGISTRY_SUBDIR / check_name(name)
-
-
-def registry_model_dir(root: Path, name: str) -> Path | None:
-    """The weights dir of registry model `name` in the project at `root`, or None when there is none."""
-    if not _NAME.match(name) or ".." in name:
-        return None
-    path = Path(root) / REGISTRY_SUBDIR / name
-    return path.resolve() if (path / "config.json").is_file() else None
 
 
 def read_card(path: Path) -> dict[str, Any]:

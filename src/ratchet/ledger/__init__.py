@@ -1,5 +1,5 @@
 """The ledger: runs, evaluations, rollouts, candidates, lessons, events and per-run state."""
 
-from ratchet.ledger.store import Ledger, LedgerError, new_id, redact
+from ratchet.ledger.store import Ledger, LedgerError, decode_json, new_id, redact, row_dict
 
-__all__ = ["Ledger", "LedgerError", "new_id", "redact"]
+__all__ = ["Ledger", "LedgerError", "decode_json", "new_id", "redact", "row_dict"]

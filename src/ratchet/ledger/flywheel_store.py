@@ -7,7 +7,6 @@ candidate to promoted or rejected.
 
 from __future__ import annotations
 
-import json
 import time
 from collections.abc import Iterable
 from typing import Any
@@ -16,19 +15,9 @@ import sqlalchemy as sa
 from sqlalchemy.exc import IntegrityError
 
 from ratchet.ledger import schema as s
-from ratchet.ledger.store import Ledger, redact
+from ratchet.ledger.store import Ledger, redact, row_dict, where_equal
 
-
-def _json(value: Any) -> Any:
-    return json.loads(value) if isinstance(value, str) else value
-
-
-def _row(row: Any) -> dict[str, Any]:
-    d = dict(row)
-    for key in ("counts", "decision", "seconds", "data", "train_config", "metrics"):
-        if key in d:
-            d[key] = _json(d[key])
-    return d
+JSON_COLUMNS = ("counts", "decision", "seconds", "data", "train_config", "metrics")  # decoded on read
 
 
 class FlywheelStore:
@@ -61,14 +50,13 @@ class FlywheelStore:
         with self.engine.connect() as c:
             row = c.execute(sa.select(s.fw_generations).where(
                 s.fw_generations.c.run_id == run_id, s.fw_generations.c.generation == generation)).mappings().first()
-        return _row(row) if row else None
+        return row_dict(row, JSON_COLUMNS) if row else None
 
     def generations(self, run_id: str | None = None) -> list[dict[str, Any]]:
         q = sa.select(s.fw_generations).order_by(s.fw_generations.c.created_at, s.fw_generations.c.generation)
-        if run_id:
-            q = q.where(s.fw_generations.c.run_id == run_id)
+        q = where_equal(q, s.fw_generations, run_id=run_id)
         with self.engine.connect() as c:
-            return [_row(r) for r in c.execute(q).mappings()]
+            return [row_dict(r, JSON_COLUMNS) for r in c.execute(q).mappings()]
 
     # -- examples ----------------------------------------------------------------------------------
     def add_examples(self, run_id: str, generation: int, rows: Iterable[dict[str, Any]]) -> int:
@@ -89,18 +77,11 @@ class FlywheelStore:
     def examples(self, run_id: str | None = None, generation: int | None = None, status: str | None = None,
                  kind: str | None = None, max_generation: int | None = None) -> list[dict[str, Any]]:
         q = sa.select(s.fw_examples).order_by(s.fw_examples.c.generation, s.fw_examples.c.id)
-        if run_id:
-            q = q.where(s.fw_examples.c.run_id == run_id)
-        if generation is not None:
-            q = q.where(s.fw_examples.c.generation == generation)
+        q = where_equal(q, s.fw_examples, run_id=run_id, generation=generation, status=status, kind=kind)
         if max_generation is not None:
             q = q.where(s.fw_examples.c.generation <= max_generation)
-        if status:
-            q = q.where(s.fw_examples.c.status == status)
-        if kind:
-            q = q.where(s.fw_examples.c.kind == kind)
         with self.engine.connect() as c:
-            return [_row(r) for r in c.execute(q).mappings()]
+            return [row_dict(r, JSON_COLUMNS) for r in c.execute(q).mappings()]
 
     def example(self, example_id: str) -> dict[str, Any] | None:
         with self.engine.connect() as c:
@@ -109,15 +90,14 @@ class FlywheelStore:
                 rows = c.execute(sa.select(s.fw_examples).where(s.fw_examples.c.id.like(f"{example_id}%"))
                                  .limit(2)).mappings().all()
                 row = rows[0] if len(rows) == 1 else None
-        return _row(row) if row else None
+        return row_dict(row, JSON_COLUMNS) if row else None
 
     def example_counts(self, run_id: str | None = None) -> list[dict[str, Any]]:
         """(run, generation, kind, status, reason) -> count: the raw material of the data card."""
         cols = [s.fw_examples.c.run_id, s.fw_examples.c.generation, s.fw_examples.c.kind,
                 s.fw_examples.c.status, s.fw_examples.c.reason]
         q = sa.select(*cols, sa.func.count().label("n")).group_by(*cols).order_by(*cols)
-        if run_id:
-            q = q.where(s.fw_examples.c.run_id == run_id)
+        q = where_equal(q, s.fw_examples, run_id=run_id)
         with self.engine.connect() as c:
             return [dict(r) for r in c.execute(q).mappings()]
 
@@ -139,13 +119,9 @@ class FlywheelStore:
     def model(self, name: str) -> dict[str, Any] | None:
         with self.engine.connect() as c:
             row = c.execute(sa.select(s.models).where(s.models.c.name == name)).mappings().first()
-        return _row(row) if row else None
+        return row_dict(row, JSON_COLUMNS) if row else None
 
     def models(self, project: str | None = None, status: str | None = None) -> list[dict[str, Any]]:
-        q = sa.select(s.models).order_by(s.models.c.created_at)
-        if project:
-            q = q.where(s.models.c.project == project)
-        if status:
-            q = q.where(s.models.c.status == status)
+        q = where_equal(sa.select(s.models).order_by(s.models.c.created_at), s.models, project=project, status=status)
         with self.engine.connect() as c:
-            return [_row(r) for r in c.execute(q).mappings()]
+            return [row_dict(r, JSON_COLUMNS) for r in c.execute(q).mappings()]

@@ -6,11 +6,12 @@ Secrets are redacted before anything is stored (see `redact`).
 
 from __future__ import annotations
 
+import json
 import os
 import re
 import time
 import uuid
-from collections.abc import Iterable
+from collections.abc import Iterable, Mapping
 from pathlib import Path
 from typing import Any
 
@@ -52,6 +53,28 @@ def redact(value: Any) -> Any:
     if isinstance(value, (list, tuple)):
         return [redact(v) for v in value]
     return value
+
+
+def decode_json(value: Any) -> Any:
+    """A JSON column's value, decoded where the driver handed back its text (a reflected or raw-SQL column)."""
+    return json.loads(value) if isinstance(value, str) else value
+
+
+def row_dict(row: Mapping[str, Any], json_columns: Iterable[str] = ()) -> dict[str, Any]:
+    """A result row as a plain dict, with the named JSON columns decoded (see `decode_json`)."""
+    d = dict(row)
+    for key in json_columns:
+        if key in d:
+            d[key] = decode_json(d[key])
+    return d
+
+
+def where_equal(q: sa.Select, table: sa.Table, **values: Any) -> sa.Select:
+    """`q` narrowed to the rows whose named columns equal the values given; a None or "" value does not narrow."""
+    for name, value in values.items():
+        if value is not None and value != "":
+            q = q.where(table.c[name] == value)
+    return q
 
 
 def new_id(prefix: str) -> str:
@@ -118,9 +141,7 @@ class Ledger:
         return dict(row) if row else None
 
     def runs(self, kind: str | None = None) -> list[dict[str, Any]]:
-        q = sa.select(s.runs).order_by(s.runs.c.created_at.desc())
-        if kind:
-            q = q.where(s.runs.c.kind == kind)
+        q = where_equal(sa.select(s.runs).order_by(s.runs.c.created_at.desc()), s.runs, kind=kind)
         with self.engine.connect() as c:
             return [dict(r) for r in c.execute(q).mappings()]
 
@@ -210,8 +231,7 @@ class Ledger:
 
     def candidates(self, run_id: str, status: str | None = None) -> list[dict[str, Any]]:
         q = sa.select(s.candidates).where(s.candidates.c.run_id == run_id).order_by(s.candidates.c.round)
-        if status:
-            q = q.where(s.candidates.c.status == status)
+        q = where_equal(q, s.candidates, status=status)
         with self.engine.connect() as c:
             return [dict(r) for r in c.execute(q).mappings()]
 
@@ -244,11 +264,7 @@ class Ledger:
             c.execute(sa.insert(s.events).values(run_id=run_id, kind=kind, data=redact(data), created_at=time.time()))
 
     def events(self, run_id: str | None = None, kind: str | None = None) -> list[dict[str, Any]]:
-        q = sa.select(s.events).order_by(s.events.c.id)
-        if run_id:
-            q = q.where(s.events.c.run_id == run_id)
-        if kind:
-            q = q.where(s.events.c.kind == kind)
+        q = where_equal(sa.select(s.events).order_by(s.events.c.id), s.events, run_id=run_id, kind=kind)
         with self.engine.connect() as c:
             return [dict(r) for r in c.execute(q).mappings()]
 

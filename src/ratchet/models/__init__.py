@@ -24,11 +24,12 @@ if "torch" not in sys.modules:
 
 
 def _local_name(name: str, root: Path) -> str:
-    """A relative model dir is relative to the project root; a registry name maps to its weights dir; built-in names pass through."""
+    """A relative model dir is relative to the project root; a registry name maps to its weights dir;
+    built-in names pass through."""
     candidate = Path(name).expanduser()
     if not candidate.is_absolute() and (root / candidate).is_dir():
         return str((root / candidate).resolve())
-    from ratchet.flywheel.registry import registry_model_dir  # a model the flywheel trained, by registry name
+    from ratchet.models.registry_paths import registry_model_dir  # a model the flywheel trained, by registry name
 
     registered = registry_model_dir(root, name)
     return str(registered) if registered is not None else name

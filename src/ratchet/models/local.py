@@ -16,7 +16,7 @@ import torch
 from transformers.cache_utils import DynamicLayer
 
 from ratchet.models.base import ModelError
-from ratchet.models.batching import Admit, DynamicBatcher, Finished, RowRequest, RowResult, left_pad, decode_batch
+from ratchet.models.batching import Admit, DynamicBatcher, Finished, RowRequest, RowResult, decode_batch, left_pad
 from ratchet.models.gguf import EMBEDDED_NAME, load_causal_lm, resolve_local_model
 from ratchet.types import Completion, Message, SamplingParams
 

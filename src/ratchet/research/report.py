@@ -9,6 +9,8 @@ import io
 from pathlib import Path
 from typing import Any
 
+from ratchet.loop.decision import DecisionStats
+from ratchet.loop.record import CandidateStatus, Decision
 from ratchet.research.config import ResearchSection
 
 TSV_COLUMNS = ["round", "candidate", "commit", "proposer", "status", "dev_parent", "dev_candidate", "dev_delta",
@@ -19,10 +21,10 @@ def to_metric(spec: ResearchSection, score: float | None) -> float | None:
     return None if score is None else spec.sign * score
 
 
-def delta_interval(spec: ResearchSection, stats: dict[str, Any]) -> tuple[float, float, float]:
+def delta_interval(spec: ResearchSection, stats: DecisionStats) -> tuple[float, float, float]:
     """(delta, low, high) of candidate minus parent in metric units."""
-    ends = sorted([spec.sign * stats["ci_low"], spec.sign * stats["ci_high"]])
-    return spec.sign * stats["mean_diff"], ends[0], ends[1]
+    ends = sorted([spec.sign * stats.ci_low, spec.sign * stats.ci_high])
+    return spec.sign * stats.mean_diff, ends[0], ends[1]
 
 
 def _f(x: float | None, spec: str = ".4g") -> str:
@@ -36,18 +38,18 @@ def describe(row: dict[str, Any], proposal: dict[str, Any] | None) -> str:
 
 
 def round_line(spec: ResearchSection, row: dict[str, Any], proposal: dict[str, Any] | None = None) -> str:
-    d = row["decision"] or {}
-    stats, hold = d.get("dev") or d.get("slice"), d.get("holdout")
+    d = Decision.from_json(row["decision"])
+    stats, hold = d.stats, d.holdout
     figures = ""
     if stats:
         delta, low, high = delta_interval(spec, stats)
-        figures = (f" {spec.metric} {_f(to_metric(spec, stats['mean_parent']))} -> {_f(to_metric(spec, stats['mean_cand']))}"
-                   f" (delta {delta:+.4g} [{low:+.4g}, {high:+.4g}], p={stats['p_value']:.3g}"
-                   f"{', first slice' if not d.get('dev') else ''})")
+        figures = (f" {spec.metric} {_f(to_metric(spec, stats.mean_parent))} -> {_f(to_metric(spec, stats.mean_cand))}"
+                   f" (delta {delta:+.4g} [{low:+.4g}, {high:+.4g}], p={stats.p_value:.3g}"
+                   f"{', first slice' if d.stopped_early else ''})")
     if hold:
-        figures += f"; holdout {'confirmed' if hold['confirmed'] else 'not confirmed'}"
-    if row["status"] == "failed":
-        figures += f" {d.get('reason', '')[:120]}"
+        figures += f"; holdout {'confirmed' if hold.confirmed else 'not confirmed'}"
+    if row["status"] == CandidateStatus.FAILED:
+        figures += f" {d.reason[:120]}"
     return f"round {row['round']:>3} [{row['proposer']}] {describe(row, proposal)[:60]}:{figures} -> {row['status'].upper()}"
 
 
@@ -55,14 +57,17 @@ def tsv_rows(spec: ResearchSection, candidates: list[dict[str, Any]],
              proposals: dict[int, dict[str, Any]] | None = None) -> list[list[str]]:
     rows = []
     for c in candidates:
-        d = c["decision"] or {}
-        stats, hold = d.get("dev") or d.get("slice") or {}, d.get("holdout") or {}
+        d = Decision.from_json(c["decision"])
+        stats, hold = d.stats, d.holdout
         delta = delta_interval(spec, stats) if stats else (None, None, None)
         rows.append([str(c["round"]), c["id"], (c["commit"] or "")[:10], c["proposer"], c["status"],
-                     _f(to_metric(spec, stats.get("mean_parent"))), _f(to_metric(spec, stats.get("mean_cand"))),
-                     _f(delta[0], "+.4g"), _f(delta[1], "+.4g"), _f(delta[2], "+.4g"), _f(stats.get("p_value"), ".3g"),
-                     _f(to_metric(spec, hold.get("mean_parent"))), _f(to_metric(spec, hold.get("mean_cand"))),
-                     ("confirmed" if hold.get("confirmed") else "not confirmed") if hold else "-",
+                     _f(to_metric(spec, stats.mean_parent if stats else None)),
+                     _f(to_metric(spec, stats.mean_cand if stats else None)),
+                     _f(delta[0], "+.4g"), _f(delta[1], "+.4g"), _f(delta[2], "+.4g"),
+                     _f(stats.p_value if stats else None, ".3g"),
+                     _f(to_metric(spec, hold.mean_parent if hold else None)),
+                     _f(to_metric(spec, hold.mean_cand if hold else None)),
+                     ("confirmed" if hold.confirmed else "not confirmed") if hold else "-",
                      describe(c, (proposals or {}).get(c["round"]))[:200]])
     return rows
 

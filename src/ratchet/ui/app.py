@@ -19,8 +19,9 @@ from fastapi.staticfiles import StaticFiles
 from starlette.middleware.trustedhost import TrustedHostMiddleware
 
 from ratchet.ledger import Ledger
+from ratchet.ledger.approval import ApprovalError, record_approval
+from ratchet.loop.record import CandidateStatus
 from ratchet.ui import queries
-from ratchet.ui.approval import ApprovalError, record_approval
 from ratchet.ui.flywheel import flywheel_detail, flywheel_present
 from ratchet.ui.shell import render_page
 
@@ -59,7 +60,7 @@ def create_app(ledger: Ledger, settings: UISettings | None = None) -> FastAPI:
     @app.get("/api/meta")
     def meta() -> dict[str, Any]:
         return {"mode": "live", "writable": settings.token is not None,
-                "pending": len(ledger.candidates_with_status("awaiting_approval")),
+                "pending": len(ledger.candidates_with_status(CandidateStatus.AWAITING_APPROVAL)),
                 "flywheel": flywheel_present(ledger)}
 
     @app.get("/api/runs")

@@ -1,9 +1,11 @@
-"""The flywheel page's data, read by reflection so the dashboard follows those tables as they evolve.
+"""The flywheel page's data: the flywheel tables of `ratchet.ledger.schema`, shown as tables and charts.
 
-The flywheel tables (fw_generations, fw_examples, models) are written by the flywheel loop; this module
-does not import their definitions. It reflects whatever columns exist, shows them as tables, counts
-examples per generation and per filter outcome, plots accuracy-like numbers per generation (also
-inside JSON columns such as a generation's decision), and draws the model lineage.
+The tables (fw_generations, fw_examples, models) are written by the flywheel loop and defined in the
+schema; this module reads them through those definitions and names their columns from them. It shows
+every column as a table, counts examples per generation and per filter outcome, plots accuracy-like
+numbers per generation (also inside JSON columns such as a generation's decision), and draws the model
+lineage. A ledger whose tables lack some of the schema's columns (another ratchet version, another
+tool) is read by reflection instead, and its columns are matched by the usual alternative names.
 """
 
 from __future__ import annotations
@@ -15,14 +17,19 @@ from typing import Any
 import sqlalchemy as sa
 
 from ratchet.ledger import Ledger
-from ratchet.ui import views
+from ratchet.ledger import schema as s
+from ratchet.types import jsonable
 
-TABLES = ("fw_generations", "fw_examples", "models")
+SCHEMA_TABLES = (s.fw_generations, s.fw_examples, s.models)
+TABLES = tuple(t.name for t in SCHEMA_TABLES)
 ROW_LIMIT = 500
-_GEN_KEYS = ("generation", "gen", "generation_id", "round")
-_OUTCOME_KEYS = ("status", "reason")  # an example's filter outcome: "kept", or "dropped: <reason>"
-_ID_KEYS = ("id", "name")
-_PARENT_KEYS = ("parent_id", "parent", "base_model", "base")
+# the schema's column first, then the names a table from elsewhere may use
+_GEN_KEYS = (s.fw_generations.c.generation.name, "gen", "generation_id", "round")
+_OUTCOME_KEYS = (s.fw_examples.c.status.name, s.fw_examples.c.reason.name)  # "kept", or "dropped: <reason>"
+_ID_KEYS = (s.models.c.name.name, "id")
+_PARENT_KEYS = (s.models.c.parent.name, "parent_id", "base_model", "base")
+_RUN_KEY = s.fw_generations.c.run_id.name
+_ORDER_KEYS = (s.fw_generations.c.created_at.name, _RUN_KEY, s.fw_generations.c.generation.name)
 # numeric leaves worth a line per generation: accuracies and the means a decision compares
 _METRIC_LEAF = re.compile(r"(accuracy|^acc$|score|^mean$|mean_cand|mean_parent)$", re.I)
 
@@ -31,16 +38,31 @@ def _present(ledger: Ledger) -> set[str]:
     return set(sa.inspect(ledger.engine).get_table_names()) & set(TABLES)
 
 
+def _tables(ledger: Ledger) -> dict[str, sa.Table]:
+    """The flywheel tables the ledger has: the schema's definition where the table has all its columns, else
+    the table as reflected (older or foreign: read whatever columns it has)."""
+    inspector = sa.inspect(ledger.engine)
+    present = set(inspector.get_table_names())
+    out: dict[str, sa.Table] = {}
+    for table in SCHEMA_TABLES:
+        if table.name not in present:
+            continue
+        columns = {c["name"] for c in inspector.get_columns(table.name)}
+        out[table.name] = table if set(table.columns.keys()) <= columns else \
+            sa.Table(table.name, sa.MetaData(), autoload_with=ledger.engine)
+    return out
+
+
 def flywheel_present(ledger: Ledger) -> bool:
     """Cheap check for the navigation (polled): a flywheel table exists and has a row."""
     with ledger.engine.connect() as c:
-        return any(c.execute(sa.text(f'SELECT 1 FROM "{name}" LIMIT 1')).first() for name in sorted(_present(ledger)))
+        return any(c.execute(sa.select(sa.literal(1)).select_from(sa.table(name)).limit(1)).first()
+                   for name in sorted(_present(ledger)))
 
 
 def flywheel_detail(ledger: Ledger) -> dict[str, Any] | None:
     """None when there is no flywheel data (no tables or no rows); else tables, counts and per-generation metrics."""
-    md = sa.MetaData()
-    tables = {name: sa.Table(name, md, autoload_with=ledger.engine) for name in sorted(_present(ledger))}
+    tables = _tables(ledger)
     if not tables:
         return None
     with ledger.engine.connect() as c:
@@ -48,23 +70,27 @@ def flywheel_detail(ledger: Ledger) -> dict[str, Any] | None:
         if not any(counts.values()):
             return None
         rows = {n: [dict(r) for r in c.execute(_ordered(t).limit(ROW_LIMIT)).mappings()]
-                for n, t in tables.items() if n != "fw_examples"}
-        examples = example_counts(c, tables.get("fw_examples"))
-    gens = rows.get("fw_generations", [])
-    return views.clean({
+                for n, t in tables.items() if n != s.fw_examples.name}
+        examples = example_counts(c, tables.get(s.fw_examples.name))
+    gens, models = rows.get(s.fw_generations.name, []), rows.get(s.models.name, [])
+    return jsonable({
         "counts": {n: counts.get(n, 0) for n in TABLES},
         "generations": gens,
-        "generation_columns": list(tables["fw_generations"].columns.keys()) if "fw_generations" in tables else [],
-        "models": rows.get("models", []),
-        "model_columns": list(tables["models"].columns.keys()) if "models" in tables else [],
-        "model_tree": model_tree(rows.get("models", [])),
+        "generation_columns": _columns(tables.get(s.fw_generations.name)),
+        "models": models,
+        "model_columns": _columns(tables.get(s.models.name)),
+        "model_tree": model_tree(models),
         "examples": examples,
         "metrics": generation_metrics(gens),
     })
 
 
+def _columns(table: sa.Table | None) -> list[str]:
+    return list(table.columns.keys()) if table is not None else []
+
+
 def _ordered(table: sa.Table) -> sa.Select:
-    keys = [table.c[k] for k in ("created_at", "run_id", "generation") if k in table.c]
+    keys = [table.c[k] for k in _ORDER_KEYS if k in table.c]
     return sa.select(table).order_by(*keys)
 
 
@@ -86,7 +112,7 @@ def example_counts(conn: sa.Connection, table: sa.Table | None) -> dict[str, Any
     if gen is None:
         return empty
     outcome = [k for k in _OUTCOME_KEYS if k in cols]
-    run = ["run_id"] if "run_id" in cols else []
+    run = [_RUN_KEY] if _RUN_KEY in cols else []
     keys = [table.c[k] for k in run + [gen] + outcome]
     grouped = conn.execute(sa.select(*keys, sa.func.count()).group_by(*keys)).all()
     many_runs = len({r[0] for r in grouped}) > 1 if run else False
@@ -112,10 +138,10 @@ def _leaves(value: Any, prefix: str, depth: int = 0) -> dict[str, Any]:
 
 def generation_metrics(gens: list[Mapping[str, Any]]) -> dict[str, Any]:
     """{labels, series: {path: [value per generation]}} for accuracy-like numbers, also inside JSON columns."""
-    many_runs = len({g.get("run_id") for g in gens}) > 1
+    many_runs = len({g.get(_RUN_KEY) for g in gens}) > 1
     labels, series = [], {}
     for i, g in enumerate(gens):
-        labels.append(_gen_label(g.get("run_id"), next((g[k] for k in _GEN_KEYS if k in g), i), many_runs))
+        labels.append(_gen_label(g.get(_RUN_KEY), next((g[k] for k in _GEN_KEYS if k in g), i), many_runs))
         for path, v in _leaves(g, "").items():
             if _METRIC_LEAF.search(path.rsplit(".", 1)[-1]) and isinstance(v, (int, float)) and not isinstance(v, bool):
                 series.setdefault(path, [None] * len(gens))[i] = float(v)

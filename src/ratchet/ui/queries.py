@@ -7,40 +7,33 @@ shaping. Nothing here writes.
 
 from __future__ import annotations
 
-import json
 from collections.abc import Iterable, Mapping
 from typing import Any
 
 import sqlalchemy as sa
 
-from ratchet.ledger import Ledger
+from ratchet.ledger import Ledger, decode_json, row_dict
 from ratchet.ledger import schema as s
+from ratchet.loop.record import CandidateStatus, Decision
+from ratchet.types import jsonable
 from ratchet.ui import views
 
 TEXT_LIMIT = 6000  # characters per string of a trajectory sent to a browser
-
-
-def _json(value: Any) -> Any:
-    return json.loads(value) if isinstance(value, str) else value
-
-
-def _row(row: Mapping[str, Any]) -> dict[str, Any]:
-    return dict(row)  # JSON columns come back decoded (sa.JSON)
 
 
 def resolve_run(ledger: Ledger, spec: str) -> dict[str, Any] | None:
     """A run by id, unique id prefix, or 'latest' (the newest run of any kind)."""
     runs = ledger.runs()
     if spec == "latest":
-        return _row(runs[0]) if runs else None
+        return runs[0] if runs else None
     exact = [r for r in runs if r["id"] == spec]
     matches = exact or [r for r in runs if r["id"].startswith(spec)]
-    return _row(matches[0]) if len(matches) == 1 else None
+    return matches[0] if len(matches) == 1 else None
 
 
 def list_runs(ledger: Ledger) -> list[dict[str, Any]]:
     out = []
-    for r in map(_row, ledger.runs()):
+    for r in ledger.runs():
         summary = r.get("summary") or {}
         out.append({"id": r["id"], "kind": r["kind"], "project": r["project"], "status": r["status"],
                     "created_at": r["created_at"], "updated_at": r["updated_at"],
@@ -48,7 +41,7 @@ def list_runs(ledger: Ledger) -> list[dict[str, Any]]:
                     "seed_dev": summary.get("seed_dev"), "best_dev": summary.get("best_dev"),
                     "seed_holdout": summary.get("seed_holdout"), "best_holdout": summary.get("best_holdout"),
                     "budget": views.budget_rows(summary)})
-    return views.clean(out)
+    return jsonable(out)
 
 
 def _evals_by_id(ledger: Ledger, ids: Iterable[str | None]) -> dict[str, dict[str, Any]]:
@@ -57,7 +50,7 @@ def _evals_by_id(ledger: Ledger, ids: Iterable[str | None]) -> dict[str, dict[st
         return {}
     with ledger.engine.connect() as c:
         rows = c.execute(sa.select(s.evals).where(s.evals.c.id.in_(wanted))).mappings()
-        return {r["id"]: _row(r) for r in rows}
+        return {r["id"]: row_dict(r) for r in rows}
 
 
 def _holdout_evals(ledger: Ledger, run_id: str, cand_ids: list[str]) -> dict[str | None, dict[str, Any]]:
@@ -68,7 +61,7 @@ def _holdout_evals(ledger: Ledger, run_id: str, cand_ids: list[str]) -> dict[str
          .order_by(s.evals.c.created_at))
     out: dict[str | None, dict[str, Any]] = {}
     with ledger.engine.connect() as c:
-        for r in map(_row, c.execute(q).mappings()):
+        for r in map(row_dict, c.execute(q).mappings()):
             out.setdefault(r["candidate_id"], r.get("result") or {})
     return out
 
@@ -88,8 +81,8 @@ def run_eval_ids(ledger: Ledger, run_id: str, candidates: list[Mapping[str, Any]
     hashes, so an identical harness reuses an earlier run's evaluation)."""
     ids = {e["id"] for e in ledger.evals(run_id)}
     for c in candidates:
-        d = c.get("decision") or {}
-        ids.update(i for i in (d.get("parent_eval"), d.get("cand_eval")) if i)
+        d = Decision.read(c.get("decision"))
+        ids.update(i for i in (d.parent_eval, d.cand_eval) if i)
     cand_ids = [c["id"] for c in candidates]
     if cand_ids:
         with ledger.engine.connect() as conn:
@@ -105,7 +98,7 @@ def _own_eval_costs(ledger: Ledger, cand_ids: list[str]) -> dict[str, dict[str, 
     q = sa.select(s.evals.c.candidate_id, s.evals.c.result).where(s.evals.c.candidate_id.in_(cand_ids))
     with ledger.engine.connect() as c:
         for cand_id, result in c.execute(q):
-            r = _json(result) or {}
+            r = decode_json(result) or {}
             total = out.setdefault(cand_id, {"rollouts": 0, "tokens": 0, "seconds": 0.0})
             total["rollouts"] += r.get("n_rollouts") or 0
             total["tokens"] += r.get("tokens") or 0
@@ -121,14 +114,15 @@ def _with_eval_cost(ledger: Ledger, cands: list[dict[str, Any]]) -> list[dict[st
 
 
 def _candidate_row(c: Mapping[str, Any]) -> dict[str, Any]:
-    d = c.get("decision") or {}
-    dev, hold = d.get("dev") or d.get("slice") or {}, d.get("holdout") or {}  # a stopped-early candidate has only the slice
+    d = Decision.read(c.get("decision"))
+    dev, hold = d.stats, d.holdout  # a stopped-early candidate has only the slice
     return {"id": c["id"], "round": c["round"], "parent_id": c.get("parent_id"), "status": c["status"],
             "outcome": views.outcome(c), "proposer": c["proposer"], "summary": c.get("summary") or "",
-            "dev_diff": dev.get("mean_diff"), "dev_ci": [dev.get("ci_low"), dev.get("ci_high")], "dev_ci_level": dev.get("ci_level"),
-            "dev_p": dev.get("p_value"), "holdout_diff": hold.get("holdout_diff"),
-            "holdout_ci": [hold.get("ci_low"), hold.get("ci_high")],
-            "holdout_confirmed": hold.get("confirmed"), "reason": d.get("reason") or dev.get("reason") or "",
+            "dev_diff": dev.mean_diff if dev else None, "dev_ci": [dev.ci_low, dev.ci_high] if dev else [None, None],
+            "dev_ci_level": dev.ci_level if dev else None, "dev_p": dev.p_value if dev else None,
+            "holdout_diff": hold.holdout_diff if hold else None,
+            "holdout_ci": [hold.ci_low, hold.ci_high] if hold else [None, None],
+            "holdout_confirmed": hold.confirmed if hold else None, "reason": d.reason or (dev and dev.reason) or "",
             "cost": c.get("cost") or {}, "updated_at": c["updated_at"]}
 
 
@@ -136,16 +130,14 @@ def run_detail(ledger: Ledger, run_id: str) -> dict[str, Any] | None:
     run = ledger.run(run_id)
     if run is None:
         return None
-    run = _row(run)
     summary = run.get("summary") or {}
-    cands = _with_eval_cost(ledger, [_row(c) for c in ledger.candidates(run_id)])
+    cands = _with_eval_cost(ledger, ledger.candidates(run_id))
     cand_ids = [c["id"] for c in cands]
-    refs = [i for c in cands for i in ((c.get("decision") or {}).get("parent_eval"),
-                                       (c.get("decision") or {}).get("cand_eval"))]
+    refs = [i for d in map(Decision.read, (c.get("decision") for c in cands)) for i in (d.parent_eval, d.cand_eval)]
     evals = {k: v.get("result") or {} for k, v in _evals_by_id(ledger, refs).items()}
-    events = [_row(e) for e in ledger.events(run_id)]
-    own_evals = [_eval_summary(_row(e)) for e in ledger.evals(run_id)]
-    return views.clean({
+    events = ledger.events(run_id)
+    own_evals = [_eval_summary(e) for e in ledger.evals(run_id)]
+    return jsonable({
         "run": {k: run[k] for k in ("id", "kind", "project", "status", "created_at", "updated_at", "summary", "config")},
         "series": views.score_series(cands, evals, _holdout_evals(ledger, run_id, cand_ids), summary),
         "cost": views.cost_series(cands),
@@ -154,7 +146,7 @@ def run_detail(ledger: Ledger, run_id: str) -> dict[str, Any] | None:
         "test": summary.get("test"),
         "lineage": views.lineage(cands, summary.get("best_candidate")),
         "candidates": [_candidate_row(c) for c in cands],
-        "pending": [c["id"] for c in cands if c["status"] == "awaiting_approval"],
+        "pending": [c["id"] for c in cands if c["status"] == CandidateStatus.AWAITING_APPROVAL],
         "evals": own_evals,
         "rollouts": ledger.rollout_count(run_id),
         "events": [{"kind": e["kind"], "data": e["data"], "created_at": e["created_at"]} for e in events[-100:]],
@@ -174,16 +166,16 @@ def candidate_detail(ledger: Ledger, cand_id: str) -> dict[str, Any] | None:
     cand = ledger.candidate(cand_id)
     if cand is None:
         return None
-    cand = _with_eval_cost(ledger, [_row(cand)])[0]
-    siblings = [_row(c) for c in ledger.candidates(cand["run_id"])]
+    cand = _with_eval_cost(ledger, [cand])[0]
+    siblings = ledger.candidates(cand["run_id"])
     parent = next((c for c in siblings if c["id"] == cand.get("parent_id")), None)
-    decision = views.decision_parts(cand.get("decision"))
-    evals = _evals_by_id(ledger, [decision["parent_eval"], decision["cand_eval"]])
-    lesson = next((_row(x) for x in ledger.lessons(cand["run_id"])
+    d = Decision.read(cand.get("decision"))
+    evals = _evals_by_id(ledger, [d.parent_eval, d.cand_eval])
+    lesson = next((x for x in ledger.lessons(cand["run_id"])
                    if x["candidate_id"] == cand["id"] or (x["candidate_id"] is None and x["round"] == cand["round"])), None)
-    events = [_row(e) for e in ledger.events(cand["run_id"])]
+    events = ledger.events(cand["run_id"])
     run = ledger.run(cand["run_id"]) or {}
-    return views.clean({
+    return jsonable({
         "candidate": {k: cand.get(k) for k in ("id", "run_id", "round", "parent_id", "commit", "proposer", "summary",
                                                "rationale", "hypothesis", "diff", "fingerprint", "status", "cost",
                                                "created_at", "updated_at")},
@@ -192,10 +184,10 @@ def candidate_detail(ledger: Ledger, cand_id: str) -> dict[str, Any] | None:
         "parent": {"id": parent["id"], "round": parent["round"], "status": parent["status"]} if parent else None,
         "children": [{"id": c["id"], "round": c["round"], "status": c["status"]}
                      for c in siblings if c.get("parent_id") == cand["id"]],
-        "decision": decision,
-        "evals": {k: _eval_summary(evals[decision[k]]) for k in ("parent_eval", "cand_eval") if decision[k] in evals},
-        "signals": {"parent": _signals_for_eval(ledger, decision["parent_eval"]),
-                    "candidate": _signals_for_eval(ledger, decision["cand_eval"])},
+        "decision": views.decision_parts(cand.get("decision")),
+        "evals": {k: _eval_summary(evals[i]) for k, i in (("parent_eval", d.parent_eval), ("cand_eval", d.cand_eval))
+                  if i in evals},
+        "signals": {"parent": _signals_for_eval(ledger, d.parent_eval), "candidate": _signals_for_eval(ledger, d.cand_eval)},
         "lesson": {"text": lesson["text"], "data": lesson["data"], "round": lesson["round"]} if lesson else None,
         "events": [{"kind": e["kind"], "data": e["data"], "created_at": e["created_at"]} for e in events
                    if isinstance(e.get("data"), dict) and e["data"].get("candidate") == cand["id"]],
@@ -209,18 +201,17 @@ def find_trajectories(ledger: Ledger, run_id: str | None = None, candidate: str 
     eval_ids: set[str] | None = None
     owner: dict[str, str] = {}  # eval id -> the candidate it evaluated, for the list
     if run_id:
-        cands = [_row(c) for c in ledger.candidates(run_id)]
+        cands = ledger.candidates(run_id)
         eval_ids = run_eval_ids(ledger, run_id, cands)
         for c in cands:
-            ce = (c.get("decision") or {}).get("cand_eval")
+            ce = Decision.read(c.get("decision")).cand_eval
             if ce:
                 owner[ce] = c["id"]
     if candidate:
         cand = ledger.candidate(candidate)
         if cand is None:
             return {"total": 0, "items": [], "facets": {"split": {}, "signal": {}}, "error": f"no candidate {candidate}"}
-        cand = _row(cand)
-        ce = (cand.get("decision") or {}).get("cand_eval")
+        ce = Decision.read(cand.get("decision")).cand_eval
         with ledger.engine.connect() as c:
             ids = {r[0] for r in c.execute(sa.select(s.evals.c.id).where(s.evals.c.candidate_id == cand["id"]))}
         ids.update([ce] if ce else [])
@@ -245,22 +236,21 @@ def find_trajectories(ledger: Ledger, run_id: str | None = None, candidate: str 
     items = [{"id": r["id"], "eval_id": r["eval_id"], "split": r["split"], "task_id": r["task_id"], "epoch": r["epoch"],
               "score": r["score"], "signal": r["signal"],
               "candidate": owner.get(r["eval_id"]) or r["candidate_id"],
-              "data": views.truncate(_json(r["data"]), text_limit)} for r in rows]
-    return views.clean({"total": total, "offset": offset, "limit": limit, "items": items, "facets": facets})
+              "data": views.truncate(decode_json(r["data"]), text_limit)} for r in rows]
+    return jsonable({"total": total, "offset": offset, "limit": limit, "items": items, "facets": facets})
 
 
 def list_lessons(ledger: Ledger, run_id: str | None = None) -> list[dict[str, Any]]:
-    return views.clean([{"run_id": x["run_id"], "round": x["round"], "candidate_id": x["candidate_id"],
-                         "text": x["text"], "data": _json(x["data"]), "created_at": x["created_at"]}
+    return jsonable([{"run_id": x["run_id"], "round": x["round"], "candidate_id": x["candidate_id"],
+                         "text": x["text"], "data": decode_json(x["data"]), "created_at": x["created_at"]}
                         for x in reversed(ledger.lessons(run_id))])
 
 
 def approval_queue(ledger: Ledger) -> list[dict[str, Any]]:
     out = []
-    for c in map(_row, ledger.candidates_with_status("awaiting_approval")):
-        d = c.get("decision") or {}
+    for c in ledger.candidates_with_status(CandidateStatus.AWAITING_APPROVAL):
         out.append({"id": c["id"], "run_id": c["run_id"], "round": c["round"], "proposer": c["proposer"],
                     "summary": c.get("summary") or "", "rationale": c.get("rationale") or "",
-                    "risky": list(d.get("risky") or []), "diff_lines": len((c.get("diff") or "").splitlines()),
+                    "risky": Decision.read(c.get("decision")).risky, "diff_lines": len((c.get("diff") or "").splitlines()),
                     "created_at": c["created_at"]})
-    return views.clean(out)
+    return jsonable(out)

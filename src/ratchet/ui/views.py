@@ -10,21 +10,15 @@ import math
 from collections.abc import Iterable, Mapping
 from typing import Any
 
+from ratchet.loop.record import CandidateStatus, Decision
+from ratchet.types import jsonable
+
 Z95 = 1.959964  # two-sided 95% normal quantile, for bands around an evaluation mean
 
-KEPT = {"accepted"}
-DROPPED = {"rejected", "guard_rejected", "duplicate", "failed"}
+KEPT = {CandidateStatus.ACCEPTED}
+DROPPED = {CandidateStatus.REJECTED, CandidateStatus.GUARD_REJECTED, CandidateStatus.DUPLICATE, CandidateStatus.FAILED}
 
-
-def clean(value: Any) -> Any:
-    """JSON-safe copy: NaN and infinities become None (JSON has no NaN; browsers reject it)."""
-    if isinstance(value, float):
-        return value if math.isfinite(value) else None
-    if isinstance(value, Mapping):
-        return {str(k): clean(v) for k, v in value.items()}
-    if isinstance(value, (list, tuple)):
-        return [clean(v) for v in value]
-    return value
+clean = jsonable  # the old name of ratchet.types.jsonable (the one definition), kept for callers of views.clean
 
 
 def _num(value: Any) -> float | None:
@@ -55,25 +49,25 @@ def eval_point(result: Mapping[str, Any] | None) -> dict[str, float | None] | No
 
 def outcome(cand: Mapping[str, Any]) -> str:
     """accepted | rejected | pending | the raw status: how a marker on the score chart is drawn."""
-    final = (cand.get("decision") or {}).get("final")
+    final = Decision.read(cand.get("decision")).final
     status = cand.get("status") or ""
-    if final == "accepted" or status in KEPT:
-        return "accepted"
-    if final == "rejected" or status in DROPPED:
-        return "rejected" if status != "guard_rejected" else "guard_rejected"
+    if final == CandidateStatus.ACCEPTED or status in KEPT:
+        return CandidateStatus.ACCEPTED.value
+    if final == CandidateStatus.REJECTED or status in DROPPED:
+        return (CandidateStatus.GUARD_REJECTED if status == CandidateStatus.GUARD_REJECTED else CandidateStatus.REJECTED).value
     return "pending"
 
 
 def decision_parts(decision: Mapping[str, Any] | None) -> dict[str, Any]:
     """The decision JSON with every optional part present (None when missing), per-task diffs sorted."""
-    d = dict(decision or {})
-    per_task = d.get("per_task") or {}
-    rows = sorted(((str(t), _num(v)) for t, v in per_task.items()), key=lambda tv: (tv[1] is None, tv[1] or 0.0))
+    d = Decision.read(decision)
+    rows = sorted(((str(t), _num(v)) for t, v in d.per_task.items()), key=lambda tv: (tv[1] is None, tv[1] or 0.0))
     return {
-        "dev": d.get("dev"), "slice": d.get("slice"), "holdout": d.get("holdout"),
-        "final": d.get("final"), "reason": d.get("reason") or "",
-        "guard": list(d.get("guard") or []), "risky": list(d.get("risky") or []),
-        "parent_eval": d.get("parent_eval"), "cand_eval": d.get("cand_eval"),
+        "dev": d.dev.to_json() if d.dev else None, "slice": d.slice.to_json() if d.slice else None,
+        "holdout": d.holdout.to_json() if d.holdout else None,
+        "final": d.final, "reason": d.reason,
+        "guard": list(d.guard or []), "risky": d.risky,
+        "parent_eval": d.parent_eval, "cand_eval": d.cand_eval,
         "per_task": [{"task": t, "diff": v} for t, v in rows],
     }
 
@@ -100,15 +94,15 @@ def score_series(
     if cur_hold:
         best_hold.append({"round": 0, **cur_hold, "candidate": None})
     for c in ordered:
-        d = c.get("decision") or {}
-        dev = eval_point(evals.get(d.get("cand_eval"))) or _bare((d.get("dev") or {}).get("mean_cand"))
-        hold = eval_point(holdout_evals.get(c["id"])) or _bare((d.get("holdout") or {}).get("mean_cand"))
+        d = Decision.read(c.get("decision"))
+        dev = eval_point(evals.get(d.cand_eval)) or _bare(d.dev.mean_cand if d.dev else None)
+        hold = eval_point(holdout_evals.get(c["id"])) or _bare(d.holdout.mean_cand if d.holdout else None)
         mark = {"round": c["round"], "candidate": c["id"], "outcome": outcome(c), "summary": c.get("summary") or ""}
         if dev:
             cand_dev.append({**mark, **dev})
         if hold:
             cand_hold.append({**mark, **hold})
-        if mark["outcome"] == "accepted":
+        if mark["outcome"] == CandidateStatus.ACCEPTED:
             cur_dev = dev or cur_dev
             cur_hold = hold or cur_hold
         if cur_dev:
@@ -128,8 +122,8 @@ def _seed_dev(ordered: list[Mapping[str, Any]], evals: Mapping[str, Mapping[str,
     ids = {c["id"] for c in ordered}
     for c in ordered:  # the first candidate proposed against the seed carries the seed's evaluation
         if c.get("parent_id") not in ids:
-            d = c.get("decision") or {}
-            point = eval_point(evals.get(d.get("parent_eval"))) or _bare((d.get("dev") or {}).get("mean_parent"))
+            d = Decision.read(c.get("decision"))
+            point = eval_point(evals.get(d.parent_eval)) or _bare(d.dev.mean_parent if d.dev else None)
             if point:
                 return point
     return _bare(summary.get("seed_dev"))
