@@ -23,9 +23,9 @@ from pathlib import Path
 
 import optuna
 
+from ratchet.evolve.run import EvolveOptions, evolve
 from ratchet.harness.loader import harness_from_files, load_harness
 from ratchet.harness.params import HarnessParams, parse_params, render_params
-from ratchet.loop.evolve import EvolveOptions, evolve
 from ratchet.loop.gitrepo import CandidateRepo
 from ratchet.loop.proposers.search import _params_at, point_of, search_space
 from ratchet.project import open_project
@@ -99,7 +99,8 @@ async def run(args: argparse.Namespace) -> None:
             hold = await score(project, harness, "holdout", seed=10_007)
             test = await score(project, harness, "test", seed=0)
             gain = test - seed_test
-            print(f"{name:<30} {rollouts:>8} {dev_gain:>+9.3f} {hold:>8.3f} {test:>7.3f} {gain:>+10.3f} {dev_gain - gain:>+7.3f} {secs:>6.0f}")
+            print(f"{name:<30} {rollouts:>8} {dev_gain:>+9.3f} {hold:>8.3f} {test:>7.3f} {gain:>+10.3f} "
+                  f"{dev_gain - gain:>+7.3f} {secs:>6.0f}")
         print("gap = dev gain - test gain: the part of a method's claimed gain that did not hold up on sealed data")
     finally:
         await project.aclose()

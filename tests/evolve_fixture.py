@@ -20,8 +20,8 @@ from pathlib import Path
 
 from conftest import fake_project, make_project_dir
 from ratchet.config import load_project
+from ratchet.evolve.run import EvolveOptions, EvolveOutcome, evolve
 from ratchet.ledger import Ledger
-from ratchet.loop.evolve import EvolveOptions, EvolveOutcome, evolve
 from ratchet.project import Project
 from ui_fixture import DemoLedger
 

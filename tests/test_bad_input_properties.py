@@ -139,7 +139,7 @@ def test_parse_and_apply_edits_never_fail_with_anything_but_edit_error(answer_li
 @SETTINGS
 @given(st.lists(lines, min_size=1, max_size=12), st.data())
 def test_a_search_replace_block_edits_exactly_what_it_names(body: list[str], data) -> None:
-    body = [f"{i}: {line}" for i, line in enumerate(body)]  # numbered, so every run of lines is unique
+    body = [f"L{i:02d}| {line}" for i, line in enumerate(body)]  # numbered with a "|" no line holds: each run is unique
     start = data.draw(st.integers(0, len(body) - 1))
     end = data.draw(st.integers(start + 1, len(body)))
     replacement = data.draw(st.lists(lines, max_size=4))

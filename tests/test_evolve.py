@@ -5,7 +5,7 @@ import asyncio
 import subprocess
 
 from conftest import fake_project, make_project_dir
-from ratchet.loop.evolve import EvolveOptions, evolve
+from ratchet.evolve.run import EvolveOptions, evolve
 
 
 def run_evolve(root, **opts):
@@ -62,10 +62,9 @@ def test_log_shows_what_changed_and_show_takes_the_short_name(tmp_path):
     root = make_project_dir(tmp_path / "p")
     outcome, _ = run_evolve(root, rounds=2)
     runner = CliRunner()
+    from ratchet.config import load_project
     from ratchet.ledger import Ledger
     from ratchet.loop.views import LOG_COLUMNS, log_rows
-
-    from ratchet.config import load_project
 
     change = log_rows(Ledger(load_project(root).ledger_url), outcome.run_id)[0][LOG_COLUMNS.index("change")]
     assert change.startswith("temperature ") and " -> " in change  # what changed, not boilerplate

@@ -1,8 +1,15 @@
 """Verification verdicts, SFT/pair candidates from rollouts, and the filter's checks in order."""
 
 from ratchet.flywheel.datasets import PAIR, SFT, Provenance
-from ratchet.flywheel.filter import (filter_examples, grpo_prompts, jaccard, normalize, pair_candidates, rollout_counts,
-                                     sft_candidates)
+from ratchet.flywheel.filter import (
+    filter_examples,
+    grpo_prompts,
+    jaccard,
+    normalize,
+    pair_candidates,
+    rollout_counts,
+    sft_candidates,
+)
 from ratchet.flywheel.verify import JudgeVerdict, verdict_for
 from ratchet.types import Trajectory
 

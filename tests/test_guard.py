@@ -1,8 +1,14 @@
 from pathlib import Path
 
 from ratchet.config import GuardSection
-from ratchet.loop.guard import (check_candidate, check_fingerprints, diff_line_count, fingerprint_paths,
-                                matches_any, proposal_fingerprint)
+from ratchet.loop.guard import (
+    check_candidate,
+    check_fingerprints,
+    diff_line_count,
+    fingerprint_paths,
+    matches_any,
+    proposal_fingerprint,
+)
 
 PARAMS = '[temperature]\ntype = "float"\nrange = [0.0, 1.0]\nvalue = 0.0\n'
 

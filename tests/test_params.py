@@ -3,8 +3,7 @@ from pathlib import Path
 import pytest
 
 from ratchet.config import ConfigError
-from ratchet.harness.params import (Knob, load_params, parse_params, render_params, update_values_text,
-                                    with_values)
+from ratchet.harness.params import Knob, load_params, parse_params, render_params, update_values_text, with_values
 
 TEXT = """# harness knobs
 [temperature]

@@ -182,7 +182,7 @@ def test_cli_runs_and_prints_the_table(tmp_path):
     import typer
     from typer.testing import CliRunner
 
-    from ratchet.research_cli import research as research_command
+    from ratchet.cli.research import research as research_command
 
     app = typer.Typer()
     app.command()(research_command)
@@ -217,12 +217,13 @@ class EditingModel:
 
 
 def test_llm_proposer_sees_the_brief_and_results_and_its_edit_is_kept(tmp_path):
-    from ratchet.research.proposers import build_research_proposer
+    from ratchet.loop.proposers import build_proposer
+    from ratchet.research.proposers import system_prompt
 
     root = make_project(tmp_path / "p")
     project = load_research(root)
     model = EditingModel()
-    out = go(root, proposer=build_research_proposer("llm", model, 0, project), rounds=1)
+    out = go(root, proposer=build_proposer("llm", model, 0, system_prompt=system_prompt(project)), rounds=1)
     system, user = model.seen[0][0]["content"], model.seen[0][1]["content"]
     assert "lower the loss" in system and "params.toml" in system and "loss (lower is better)" in system
     assert "The experiment" in user and "seed-0:" in user  # the parent's per-seed dev results

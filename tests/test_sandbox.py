@@ -191,12 +191,12 @@ def test_network_is_unreachable_even_loopback_of_the_parent() -> None:
     try:
         code = (
             "import socket\n"
-            "for addr in [('127.0.0.1', %d), ('1.1.1.1', 80)]:\n"
+            "for addr in [('127.0.0.1', PORT), ('1.1.1.1', 80)]:\n"
             "    try:\n"
             "        socket.create_connection(addr, timeout=2); print('connected', addr)\n"
             "    except OSError as e:\n"
-            "        print('refused', type(e).__name__)\n" % port
-        )
+            "        print('refused', type(e).__name__)\n"
+        ).replace("PORT", str(port))
         r = run_py(code)
     finally:
         server.close()

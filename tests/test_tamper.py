@@ -17,8 +17,8 @@ from typing import Any
 import pytest
 
 from conftest import SEED_HARNESS, SEED_PARAMS, fake_project, make_project_dir
+from ratchet.evolve.run import EvolveOptions, build_engine
 from ratchet.loop.engine import LoopEngine, TamperError
-from ratchet.loop.evolve import EvolveOptions, build_engine
 from ratchet.loop.proposers.base import Proposal, ProposalContext
 
 # The suite data lives inside the harness dir (data/), so a candidate can name it: the guard must stop it.

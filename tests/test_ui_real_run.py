@@ -16,8 +16,8 @@ import pytest
 from conftest import fake_project, make_project_dir
 from evolve_fixture import N_TASKS, build_real_run_ledger, run_project
 from ratchet.config import load_project
+from ratchet.evolve.run import EvolveOptions, EvolveOutcome
 from ratchet.ledger import Ledger
-from ratchet.loop.evolve import EvolveOptions, EvolveOutcome
 from ratchet.ui import queries
 from ratchet.ui.app import UISettings, create_app
 from test_ui_browser import CANVAS_INK, CHART_DATA, VIEWPORT, browser, open_page, page, shoot  # noqa: F401 - fixtures

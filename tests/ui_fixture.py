@@ -129,7 +129,7 @@ def build_demo_ledger(path: Path | str) -> DemoLedger:
     _, seed_hold = _evaluate(lg, run_id, None, "seed", "holdout", hold, 0.45, temperature=0.7)
     mech = Thresholdout(budget=4, seed=0)
     demo = DemoLedger(lg, url, run_id)
-    best, best_eval, best_dev, best_hold, best_skill = None, seed_dev_eval, seed_dev, seed_hold, 0.45
+    best, best_eval, best_dev, best_hold = None, seed_dev_eval, seed_dev, seed_hold
     totals = {"rollouts": 32 + 48, "tokens": 0, "seconds": 30.0}
     for rnd, (role, proposer, summary, hypothesis, diff, skill, fate) in enumerate(ROUNDS, start=1):
         cid = f"c{rnd:03d}-{hashlib.sha256(role.encode()).hexdigest()[:8]}"
@@ -174,7 +174,7 @@ def build_demo_ledger(path: Path | str) -> DemoLedger:
         for k in totals:
             totals[k] += cost[k]
         if accepted:
-            best, best_eval, best_dev, best_skill = cid, cand_eval, cand_dev, skill
+            best, best_eval, best_dev = cid, cand_eval, cand_dev
             best_hold = cand_hold
     lg.add_event("unseal", {"split": "test", "by": "cli", "reason": "final report"}, run_id=run_id)
     lg.add_event("strategy_switch", {"from": "search", "to": "llm", "round": 2}, run_id=run_id)

@@ -19,7 +19,6 @@ from pathlib import Path
 import torch
 import torch.nn as nn
 import torch.nn.functional as F
-
 from evaluation import as_tensor, bits_per_byte, corpus, report, steps_within_budget
 
 TRAIN_BYTES = 1_500_000  # cap on training text

@@ -8,8 +8,47 @@ the ledger unchanged. Protocols that act on it live next to their implementation
 from __future__ import annotations
 
 import dataclasses
+import math
+from collections.abc import Mapping
 from dataclasses import dataclass, field
+from enum import StrEnum
 from typing import Any
+
+
+def jsonable(value: Any) -> Any:
+    """A JSON-safe copy: NaN and infinities become None (JSON has no NaN, PostgreSQL and browsers refuse it)."""
+    if isinstance(value, float):
+        return value if math.isfinite(value) else None
+    if isinstance(value, Mapping):
+        return {str(k): jsonable(v) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [jsonable(v) for v in value]
+    return value
+
+
+class CandidateStatus(StrEnum):
+    """Where a candidate is in its round. The first four are open, the rest final."""
+
+    PROPOSED = "proposed"
+    AWAITING_APPROVAL = "awaiting_approval"
+    APPROVED = "approved"
+    EVALUATING = "evaluating"
+    ACCEPTED = "accepted"
+    REJECTED = "rejected"
+    FAILED = "failed"
+    DUPLICATE = "duplicate"
+    GUARD_REJECTED = "guard_rejected"
+
+    @property
+    def final(self) -> bool:
+        return self in FINAL
+
+
+FINAL = frozenset({CandidateStatus.ACCEPTED, CandidateStatus.REJECTED, CandidateStatus.FAILED,
+                   CandidateStatus.DUPLICATE, CandidateStatus.GUARD_REJECTED})
+# evaluation starts (or resumes) from these
+TO_EVALUATE = frozenset({CandidateStatus.PROPOSED, CandidateStatus.APPROVED, CandidateStatus.EVALUATING})
+
 
 Message = dict[str, str]  # {"role": "system"|"user"|"assistant"|"tool", "content": "..."}
 

@@ -1,9 +1,10 @@
 """Evaluate a trained model against the current one and decide whether it is promoted.
 
-The same rule as `ratchet evolve`: a paired comparison on dev (same harness, same tasks, same
-episode seeds, repeated epochs; `loop.decision.decide_dev`), then, only if dev accepts, confirmation
-on holdout through the reusable-holdout mechanism (`loop.holdout.Thresholdout`). A rejected model is
-kept in the registry for audit and never becomes current.
+The same comparison step as `ratchet evolve` and `ratchet research` (`loop.compare.compare`): the
+same harness, tasks and episode seeds for both models, repeated epochs; a first dev slice that stops
+a clearly worse model early; all of dev; then, only if dev accepts, confirmation on holdout through
+the reusable-holdout mechanism. The decision settings are the project's `[loop]` section. A rejected
+model is kept in the registry for audit and never becomes current.
 """
 
 from __future__ import annotations
@@ -13,17 +14,20 @@ from contextlib import AbstractContextManager, nullcontext
 from dataclasses import dataclass
 from typing import Any
 
+from ratchet.config import LoopSection
 from ratchet.evaluate import EvalResult, Evaluator
 from ratchet.harness.loader import Harness
+from ratchet.loop import compare as step
 from ratchet.loop.decision import DecisionStats, decide_dev
 from ratchet.loop.holdout import HoldoutResult, Thresholdout
 from ratchet.loop.memory import Lesson, draft_next_step
+from ratchet.loop.record import CandidateStatus, HoldoutRecord
 from ratchet.types import Task
 
 
 @dataclass
 class Comparison:
-    dev: DecisionStats
+    dev: DecisionStats  # all of dev, or the first slice when the candidate was stopped early
     holdout: HoldoutResult | None
     promoted: bool
     reason: str
@@ -31,11 +35,12 @@ class Comparison:
     eval_ids: dict[str, str]
     rollouts: int = 0
     tokens: int = 0
+    stopped_early: bool = False
 
     def to_json(self) -> dict[str, Any]:
         return {"dev": self.dev.to_json(), "holdout": self.holdout.to_json() if self.holdout else None,
                 "promoted": self.promoted, "reason": self.reason, "means": self.means, "eval_ids": self.eval_ids,
-                "rollouts": self.rollouts, "tokens": self.tokens}
+                "rollouts": self.rollouts, "tokens": self.tokens, "stopped_early": self.stopped_early}
 
 
 def decide_promotion(dev: DecisionStats, holdout: HoldoutResult | None) -> tuple[bool, str]:
@@ -50,43 +55,46 @@ def decide_promotion(dev: DecisionStats, holdout: HoldoutResult | None) -> tuple
 
 
 async def compare(parent: Evaluator, candidate: Evaluator, harness: Harness, dev_tasks: Sequence[Task],
-                  holdout_tasks: Sequence[Task], *, epochs: int, seed: int, alpha: float, min_effect: float,
+                  holdout_tasks: Sequence[Task], *, epochs: int, seed: int, loop: LoopSection,
                   mechanism: Thresholdout, run_id: str | None = None,
                   progress: Callable[[str], AbstractContextManager[Callable[[int, int], None]]] | None = None,
                   should_stop: Callable[[], bool] | None = None) -> Comparison:
-    """Run the paired evaluations the decision needs (reusing any already in the ledger) and decide."""
+    """Run the paired evaluations the comparison step asks for (reusing any already in the ledger) and decide."""
     results: dict[str, EvalResult] = {}
+    spent = {"rollouts": 0, "tokens": 0}
+    tasks = {"dev": list(dev_tasks), "holdout": list(holdout_tasks)}
 
-    async def run(key: str, ev: Evaluator, tasks: Sequence[Task], split: str) -> EvalResult:
-        with (progress(key) if progress else nullcontext(None)) as cb:
-            results[key] = await ev.evaluate(harness, tasks, split, epochs, seed, run_id=run_id, progress=cb,
-                                             should_stop=should_stop)
-        return results[key]
+    async def score(side: step.Side, split: str, units: Sequence[str]) -> step.Scores:
+        key = f"{split}/{'current' if side == 'parent' else 'candidate'}"
+        wanted = set(units)
+        chosen = [t for t in tasks[split] if t.id in wanted]
+        label = key if len(chosen) == len(tasks[split]) else f"{key} (first slice)"
+        with (progress(label) if progress else nullcontext(None)) as cb:
+            result = await (parent if side == "parent" else candidate).evaluate(
+                harness, chosen, split, epochs, seed, run_id=run_id, progress=cb, should_stop=should_stop)
+        results[key] = result
+        spent["rollouts"] += result.n_rollouts - result.reused
+        spent["tokens"] += result.tokens
+        return result.scores
 
-    dev_parent = await run("dev/current", parent, dev_tasks, "dev")
-    dev_cand = await run("dev/candidate", candidate, dev_tasks, "dev")
-    dev = decide_dev(dev_parent.scores, dev_cand.scores, alpha=alpha, min_effect=min_effect, seed=seed)
-    holdout: HoldoutResult | None = None
-    if dev.accepted:
-        ho_parent = await run("holdout/current", parent, holdout_tasks, "holdout")
-        ho_cand = await run("holdout/candidate", candidate, holdout_tasks, "holdout")
-        holdout = mechanism.confirm(dev.mean_diff, ho_parent.scores, ho_cand.scores, alpha=alpha)
-    promoted, reason = decide_promotion(dev, holdout)
+    out = await step.compare(score, [t.id for t in dev_tasks], [t.id for t in holdout_tasks], loop, mechanism,
+                             seed=seed)
+    d = out.decision
+    promoted = out.status == CandidateStatus.ACCEPTED
+    reason = decide_promotion(d.stats, d.holdout)[1] if d.holdout or not promoted else d.reason
     means = {f"{k.replace('/', '_')}": r.mean for k, r in results.items()}
-    return Comparison(dev=dev, holdout=holdout, promoted=promoted, reason=reason, means=means,
-                      eval_ids={k: r.eval_id for k, r in results.items()},
-                      rollouts=sum(r.n_rollouts - r.reused for r in results.values()),
-                      tokens=sum(r.tokens for r in results.values()))
+    return Comparison(dev=d.stats, holdout=d.holdout, promoted=promoted, reason=reason, means=means,
+                      eval_ids={k: r.eval_id for k, r in results.items()}, rollouts=spent["rollouts"],
+                      tokens=spent["tokens"], stopped_early=d.stopped_early)
 
 
 def comparison_from_json(d: dict[str, Any]) -> Comparison:
     holdout = d.get("holdout")
     return Comparison(dev=DecisionStats.from_json(d["dev"]),
-                      holdout=HoldoutResult(**holdout) if holdout else None,
+                      holdout=HoldoutRecord.from_json(holdout) if holdout else None,
                       promoted=bool(d["promoted"]), reason=d["reason"], means=dict(d.get("means") or {}),
                       eval_ids=dict(d.get("eval_ids") or {}), rollouts=int(d.get("rollouts", 0)),
-                      tokens=int(d.get("tokens", 0)))
-
+                      tokens=int(d.get("tokens", 0)), stopped_early=bool(d.get("stopped_early", False)))
 
 
 def lesson_for(run_id: str, generation: int, name: str, method: str, cmp: Comparison, counts: dict[str, Any]) -> Lesson:

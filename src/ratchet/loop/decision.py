@@ -1,7 +1,8 @@
 """The one decision rule: keep a candidate only when paired evidence says it beats its parent.
 
-evolve, flywheel and research all call these functions with plain score tables
-(``{task_id: [score per epoch]}``), so nothing here knows about harnesses, models or commands.
+The comparison step (`loop.compare`, used by evolve, research and the flywheel) calls these functions
+with plain score tables (``{task_id: [score per epoch]}``), so nothing here knows about harnesses,
+models or commands.
 The rule is a one-sided paired test on per-task differences (tasks are the clusters, epochs are
 repeats inside them) plus a minimal effect size. ``mean_rule`` is the naive "mean went up" rule,
 kept only so the benchmark can show how often it keeps noise.
@@ -10,7 +11,7 @@ kept only so the benchmark can show how often it keeps noise.
 from __future__ import annotations
 
 import dataclasses
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -74,36 +75,33 @@ def _paired_summary(parent_scores: Scores, cand_scores: Scores) -> tuple[list[fl
     return list(diffs.values()), mean_parent, mean_cand
 
 
+def _measured(parent_scores: Scores, cand_scores: Scores, alpha: float, seed: int,
+              p_value: Callable[[list[float]], float]) -> DecisionStats:
+    """The statistics both rules report: means, mean difference, p of the rule's test, bootstrap interval
+    at 1 - 2*alpha. `accepted` and `reason` are for the caller to fill in."""
+    diffs, mean_parent, mean_cand = _paired_summary(parent_scores, cand_scores)
+    ci_level = 1.0 - 2.0 * alpha
+    ci_low, ci_high = bootstrap_ci(diffs, level=ci_level, seed=seed)
+    return DecisionStats(n_tasks=len(diffs), mean_parent=mean_parent, mean_cand=mean_cand, mean_diff=float(np.mean(diffs)),
+                         ci_low=ci_low, ci_high=ci_high, p_value=p_value(diffs), alpha=alpha, accepted=False, reason="",
+                         ci_level=ci_level)
+
+
 def decide_dev(
     parent_scores: Scores, cand_scores: Scores, alpha: float = 0.05, min_effect: float = 0.0, seed: int = 0
 ) -> DecisionStats:
     """Accept iff the one-sided paired test gives p < alpha and the mean difference exceeds min_effect."""
     _check_alpha("alpha", alpha)
-    diffs, mean_parent, mean_cand = _paired_summary(parent_scores, cand_scores)
-    mean_diff = float(np.mean(diffs))
-    p_value = one_sided_paired_test(diffs, min_effect=min_effect)
-    ci_level = 1.0 - 2.0 * alpha
-    ci_low, ci_high = bootstrap_ci(diffs, level=ci_level, seed=seed)
-    measured = f"mean diff {mean_diff:+.4f} over {len(diffs)} tasks, {ci_level:.0%} CI [{ci_low:+.4f}, {ci_high:+.4f}]"
-    if mean_diff <= min_effect:
-        accepted, verdict = False, f"rejected: {measured} is not above min_effect {min_effect:g}"
-    elif p_value >= alpha:
-        accepted, verdict = False, f"rejected: {measured}, p={format_p(p_value)} >= alpha={alpha:g} (not significant)"
+    s = _measured(parent_scores, cand_scores, alpha, seed, lambda d: one_sided_paired_test(d, min_effect=min_effect))
+    measured = (f"mean diff {s.mean_diff:+.4f} over {s.n_tasks} tasks, {s.ci_level:.0%} CI "
+                f"[{s.ci_low:+.4f}, {s.ci_high:+.4f}]")
+    if s.mean_diff <= min_effect:
+        s.reason = f"rejected: {measured} is not above min_effect {min_effect:g}"
+    elif s.p_value >= alpha:
+        s.reason = f"rejected: {measured}, p={format_p(s.p_value)} >= alpha={alpha:g} (not significant)"
     else:
-        accepted, verdict = True, f"accepted: {measured}, p={format_p(p_value)} < alpha={alpha:g}"
-    return DecisionStats(
-        n_tasks=len(diffs),
-        mean_parent=mean_parent,
-        mean_cand=mean_cand,
-        mean_diff=mean_diff,
-        ci_low=ci_low,
-        ci_high=ci_high,
-        p_value=p_value,
-        alpha=alpha,
-        accepted=accepted,
-        reason=verdict,
-        ci_level=ci_level,
-    )
+        s.accepted, s.reason = True, f"accepted: {measured}, p={format_p(s.p_value)} < alpha={alpha:g}"
+    return s
 
 
 def decide_slice(
@@ -112,29 +110,13 @@ def decide_slice(
     """On the first slice of dev: a rejection when the candidate is already clearly worse, else None
     (meaning: keep evaluating). Stopping early only ever rejects, so it cannot inflate false acceptances."""
     _check_alpha("alpha_futility", alpha_futility)
-    diffs, mean_parent, mean_cand = _paired_summary(parent_scores, cand_scores)
+    diffs, _, _ = _paired_summary(parent_scores, cand_scores)
     if not sequential_worse(diffs, alpha_futility=alpha_futility):
         return None
-    mean_diff = float(np.mean(diffs))
-    p_worse = one_sided_paired_test([-d for d in diffs])
-    ci_level = 1.0 - 2.0 * alpha_futility
-    ci_low, ci_high = bootstrap_ci(diffs, level=ci_level, seed=seed)
-    return DecisionStats(
-        n_tasks=len(diffs),
-        mean_parent=mean_parent,
-        mean_cand=mean_cand,
-        mean_diff=mean_diff,
-        ci_low=ci_low,
-        ci_high=ci_high,
-        p_value=p_worse,
-        alpha=alpha_futility,
-        accepted=False,
-        reason=(
-            f"stopped early: clearly worse on the first slice, mean diff {mean_diff:+.4f} over "
-            f"{len(diffs)} tasks, p(worse)={p_worse:.4f} < {alpha_futility:g}"
-        ),
-        ci_level=ci_level,
-    )
+    s = _measured(parent_scores, cand_scores, alpha_futility, seed, lambda d: one_sided_paired_test([-x for x in d]))
+    s.reason = (f"stopped early: clearly worse on the first slice, mean diff {s.mean_diff:+.4f} over "
+                f"{s.n_tasks} tasks, p(worse)={s.p_value:.4f} < {alpha_futility:g}")
+    return s
 
 
 def mean_rule(parent_scores: Scores, cand_scores: Scores) -> bool:

@@ -311,7 +311,7 @@ def _apply_diff(files: dict[str, str], d: FileDiff) -> None:
             new = new[:-1]
         spans.append((start, end, new, n))
     spans.sort()
-    for (s1, e1, _, n1), (s2, _, _, n2) in zip(spans, spans[1:]):
+    for (_, e1, _, n1), (s2, _, _, n2) in zip(spans, spans[1:]):
         if s2 < e1:
             raise EditError(f"{where}: hunks {n1} and {n2} overlap; merge them into one hunk")
     for start, end, new, _ in reversed(spans):

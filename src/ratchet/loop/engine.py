@@ -9,7 +9,6 @@ the proposer state saved after the previous round.
 from __future__ import annotations
 
 import asyncio
-import math
 import random
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -18,20 +17,20 @@ from typing import Any
 
 from ratchet.config import GuardSection, LoopSection
 from ratchet.evaluate import EvalInterrupted
+from ratchet.harness.params import parse_params
 from ratchet.ledger import Ledger
 from ratchet.loop import archive as arch
 from ratchet.loop.arena import Arena, ArenaFailure
+from ratchet.loop.compare import Side, compare, mean_of
 from ratchet.loop.control import StopControl
-from ratchet.loop.decision import DecisionStats, decide_dev, decide_slice, mean_rule
 from ratchet.loop.edits import EditError, changed_files, normalize_path
 from ratchet.loop.gitrepo import CandidateRepo
 from ratchet.loop.guard import check_candidate, proposal_fingerprint
 from ratchet.loop.holdout import Thresholdout
 from ratchet.loop.memory import Lesson, draft_next_step, lesson_text, recall, write_memory_md
 from ratchet.loop.proposers.base import Proposal, ProposalContext, ProposalError, Proposer
-from ratchet.harness.params import parse_params
-
-FINAL = {"accepted", "rejected", "failed", "duplicate", "guard_rejected"}
+from ratchet.loop.record import FINAL, TO_EVALUATE, CandidateStatus, Decision
+from ratchet.types import jsonable
 
 
 class LoopStopped(RuntimeError):
@@ -42,22 +41,11 @@ class TamperError(RuntimeError):
     """The scorer or suite data changed during a run: every later number would be meaningless."""
 
 
-def jsonable(value: Any) -> Any:
-    """NaN and inf are not JSON (PostgreSQL refuses them): store them as None."""
-    if isinstance(value, float) and not math.isfinite(value):
-        return None
-    if isinstance(value, dict):
-        return {k: jsonable(v) for k, v in value.items()}
-    if isinstance(value, (list, tuple)):
-        return [jsonable(v) for v in value]
-    return value
-
-
 @dataclass
 class RoundResult:
     round: int
     candidate_id: str
-    status: str
+    status: CandidateStatus
     summary: str
 
 
@@ -91,7 +79,7 @@ class LoopEngine:
             self.holdout = Thresholdout.from_json(h["state"])
         self.rng.setstate(_rng_state(self.ledger.get_state(self.run_id, "rng"), self.rng))
         self.archive = [arch.Member("seed", seed, await self._dev_scores(seed, None, self.eval_seed(0)))]
-        for row in self.ledger.candidates(self.run_id, status="accepted"):
+        for row in self.ledger.candidates(self.run_id, status=CandidateStatus.ACCEPTED):
             scores = await self._dev_scores(row["commit"], row["id"], self.eval_seed(row["round"]))
             self.archive.append(arch.Member(row["id"], row["commit"], scores))
         best = arch.best(self.archive)
@@ -102,7 +90,7 @@ class LoopEngine:
         observed = state["round"] if state else 0
         self.rejections_in_a_row = 0
         for row in reversed([c for c in self.ledger.candidates(self.run_id) if c["round"] <= observed]):
-            if row["status"] == "accepted":
+            if row["status"] == CandidateStatus.ACCEPTED:
                 break
             self.rejections_in_a_row += row["status"] in FINAL
 
@@ -112,7 +100,7 @@ class LoopEngine:
         return self.loop.seed * 100_003 + r
 
     async def _dev_scores(self, commit: str, candidate_id: str | None, seed: int) -> dict[str, list[float]]:
-        return await self._scores(commit, "dev", self.dev_units, candidate_id, seed)
+        return await self.scores(commit, "dev", self.dev_units, candidate_id, seed)
 
     def check_tamper(self) -> None:
         expected = self.ledger.get_state(self.run_id, "arena_fingerprint")
@@ -139,10 +127,10 @@ class LoopEngine:
         existing = self.ledger.candidate(cand_id)
         if existing is None:
             existing = await self._propose(r, cand_id, parent)
-        status = existing["status"]
-        if status == "awaiting_approval":
+        status = CandidateStatus(existing["status"])
+        if status == CandidateStatus.AWAITING_APPROVAL:
             status = await self._await_approval(cand_id)
-        if status in ("proposed", "approved", "evaluating"):
+        if status in TO_EVALUATE:
             status = await self._evaluate(r, cand_id, parent, existing)
         return self._remember(r, cand_id, parent)
 
@@ -163,8 +151,8 @@ class LoopEngine:
             proposal = await self.proposer.propose(ctx)
         except ProposalError as e:
             self.ledger.add_candidate(**base, proposer=getattr(self.proposer, "last_used", self.proposer.name),
-                                      summary="(no usable proposal)", rationale=str(e), status="failed",
-                                      decision=jsonable({"final": "failed", "reason": str(e), "attempts": e.attempts}))
+                                      summary="(no usable proposal)", rationale=str(e), status=CandidateStatus.FAILED,
+                                      decision=Decision("failed", str(e), attempts=e.attempts).to_json())
             return self.ledger.candidate(cand_id)
         self.ledger.set_state(self.run_id, f"proposal/{r}", proposal.to_json())
         new_files = {p: t for p, t in {**files, **proposal.edits}.items() if t is not None}
@@ -174,13 +162,13 @@ class LoopEngine:
         row = dict(base, proposer=proposal.proposer, summary=summary_line, rationale=proposal.rationale,
                    hypothesis=proposal.hypothesis, fingerprint=fingerprint)
         if fingerprint in self._seen_fingerprints(parent):
-            self.ledger.add_candidate(**row, status="duplicate",
-                                      decision={"final": "duplicate", "reason": "identical or near-identical to a harness already tried"})
+            self.ledger.add_candidate(**row, status=CandidateStatus.DUPLICATE, decision=Decision(
+                "duplicate", "identical or near-identical to a harness already tried").to_json())
             return self.ledger.candidate(cand_id)
         outside = uncommittable_paths(changes)
         if outside:  # no commit can hold such a path: reject before git sees it, rather than crash the run
-            self.ledger.add_candidate(**row, status="guard_rejected",
-                                      decision={"final": "rejected", "reason": "; ".join(outside), "guard": outside})
+            self.ledger.add_candidate(**row, status=CandidateStatus.GUARD_REJECTED,
+                                      decision=Decision("rejected", "; ".join(outside), guard=outside).to_json())
             self.ledger.add_event("guard_reject", {"candidate": cand_id, "reasons": outside}, run_id=self.run_id)
             return self.ledger.candidate(cand_id)
         commit = self.repo.commit_candidate(parent.commit, changes, f"ratchet round {r}: {summary_line}", number=r)
@@ -188,13 +176,14 @@ class LoopEngine:
         verdict = check_candidate(changes, diff, self.guard, files)
         reasons = verdict.reasons + (self.path_check(changes) if self.path_check else [])
         if reasons:
-            self.ledger.add_candidate(**row, commit=commit, diff=diff, status="guard_rejected",
-                                      decision={"final": "rejected", "reason": "; ".join(reasons), "guard": reasons})
+            self.ledger.add_candidate(**row, commit=commit, diff=diff, status=CandidateStatus.GUARD_REJECTED,
+                                      decision=Decision("rejected", "; ".join(reasons), guard=reasons).to_json())
             self.ledger.add_event("guard_reject", {"candidate": cand_id, "reasons": reasons}, run_id=self.run_id)
             return self.ledger.candidate(cand_id)
         gate = self.guard.approve == "always" or (self.guard.approve == "risky" and verdict.risky)
-        self.ledger.add_candidate(**row, commit=commit, diff=diff, status="awaiting_approval" if gate else "proposed",
-                                  decision={"risky": verdict.risky_reasons})
+        status = CandidateStatus.AWAITING_APPROVAL if gate else CandidateStatus.PROPOSED
+        self.ledger.add_candidate(**row, commit=commit, diff=diff, status=status,
+                                  decision=Decision(risky=verdict.risky_reasons).to_json())
         return self.ledger.candidate(cand_id)
 
     def _seen_fingerprints(self, parent: arch.Member) -> set[str]:
@@ -206,16 +195,16 @@ class LoopEngine:
     async def _await_approval(self, cand_id: str) -> str:
         self.say(f"waiting for approval of {cand_id}: `ratchet approve {cand_id}` or `ratchet reject {cand_id}` (or the UI)")
         while True:
-            status = self.ledger.candidate(cand_id)["status"]
-            if status != "awaiting_approval":
-                if status == "rejected":
-                    self.ledger.update_candidate(cand_id, decision={"final": "rejected", "reason": "rejected by a person"})
+            status = CandidateStatus(self.ledger.candidate(cand_id)["status"])
+            if status != CandidateStatus.AWAITING_APPROVAL:
+                if status == CandidateStatus.REJECTED:
+                    self.ledger.update_candidate(cand_id, decision=Decision("rejected", "rejected by a person").to_json())
                 return status
             if (why := self.control.stop_reason()) is not None:
                 raise LoopStopped(why)
             await asyncio.sleep(0.5)
 
-    async def _scores(self, commit: str, split: str, units: list[str], cand_id: str | None, seed: int) -> dict[str, list[float]]:
+    async def scores(self, commit: str, split: str, units: list[str], cand_id: str | None, seed: int) -> dict[str, list[float]]:
         self.check_tamper()
         try:
             scores, cost = await self.arena.scores(commit, split, units, self.loop.epochs, seed=seed, run_id=self.run_id,
@@ -226,48 +215,32 @@ class LoopEngine:
         self.eval_ids[(commit, split, seed)] = cost.get("eval_id")
         return scores
 
-    async def _evaluate(self, r: int, cand_id: str, parent: arch.Member, row: dict[str, Any]) -> str:
+    async def _evaluate(self, r: int, cand_id: str, parent: arch.Member, row: dict[str, Any]) -> CandidateStatus:
+        self.ledger.update_candidate(cand_id, status=CandidateStatus.EVALUATING)
+        seed, commit = self.eval_seed(r), row["commit"]
+        known = Decision(risky=Decision.from_json(row.get("decision")).risky, seed=seed)
+
+        async def score(side: Side, split: str, units) -> dict[str, list[float]]:
+            member_commit, member_id = (parent.commit, None) if side == "parent" else (commit, cand_id)
+            return await self.scores(member_commit, split, list(units), member_id, seed)
+
         try:
-            return await self._compare(r, cand_id, parent, row)
+            out = await compare(score, self.dev_units, self.holdout_units, self.loop, self.holdout, seed=seed, decision=known)
         except ArenaFailure as e:  # e.g. a research trial crashed: a recorded failure, never a score
-            return self._finish(cand_id, "failed", {"final": "failed", "reason": str(e), "failure": e.details}, {})
+            return self._finish(cand_id, CandidateStatus.FAILED, Decision("failed", str(e), failure=e.details), {})
+        if out.decision.dev is not None:
+            out.decision.parent_eval = self.eval_ids.get((parent.commit, "dev", seed))
+            out.decision.cand_eval = self.eval_ids.get((commit, "dev", seed))
+        if out.decision.holdout is not None:
+            self.ledger.set_state(self.run_id, "holdout", {"round": r, "state": self.holdout.to_json()})
+        return self._finish(cand_id, out.status, out.decision, out.candidate_dev)
 
-    async def _compare(self, r: int, cand_id: str, parent: arch.Member, row: dict[str, Any]) -> str:
-        self.ledger.update_candidate(cand_id, status="evaluating")
-        commit = row["commit"]
-        n_slice = max(2, int(len(self.dev_units) * self.loop.slice_fraction))
-        slice_units = self.dev_units[:n_slice]
-        decision: dict[str, Any] = {"risky": (row.get("decision") or {}).get("risky", []), "seed": self.eval_seed(r)}
-        seed = self.eval_seed(r)
-        par_dev = await self._scores(parent.commit, "dev", self.dev_units, None, seed)
-        cand_slice = await self._scores(commit, "dev", slice_units, cand_id, seed)
-        early = decide_slice({u: par_dev[u] for u in slice_units}, cand_slice)
-        if early is not None:
-            return self._finish(cand_id, "rejected", {**decision, "slice": early.to_json(), "final": "rejected",
-                                                      "reason": early.reason}, cand_slice)
-        cand_dev = await self._scores(commit, "dev", self.dev_units, cand_id, seed)
-        dev = decide_dev(par_dev, cand_dev, self.loop.alpha, self.loop.min_effect, seed=seed)
-        decision.update(dev=dev.to_json(), per_task=_per_task(par_dev, cand_dev),
-                        parent_eval=self.eval_ids.get((parent.commit, "dev", seed)),
-                        cand_eval=self.eval_ids.get((commit, "dev", seed)))
-        if self.loop.decision_rule == "mean":  # the naive contrast rule: no test, no holdout
-            final = "accepted" if mean_rule(par_dev, cand_dev) else "rejected"
-            return self._finish(cand_id, final, {**decision, "final": final, "reason": "mean rule (contrast only)"}, cand_dev)
-        if not dev.accepted:
-            return self._finish(cand_id, "rejected", {**decision, "final": "rejected", "reason": dev.reason}, cand_dev)
-        par_h = await self._scores(parent.commit, "holdout", self.holdout_units, None, seed)
-        cand_h = await self._scores(commit, "holdout", self.holdout_units, cand_id, seed)
-        confirmation = self.holdout.confirm(dev.mean_diff, par_h, cand_h, self.loop.alpha)
-        self.ledger.set_state(self.run_id, "holdout", {"round": r, "state": self.holdout.to_json()})
-        decision["holdout"] = {**confirmation.to_json(), "mean_parent": _mean(par_h), "mean_cand": _mean(cand_h)}
-        final = "accepted" if confirmation.confirmed else "rejected"
-        return self._finish(cand_id, final, {**decision, "final": final, "reason": confirmation.reason}, cand_dev)
-
-    def _finish(self, cand_id: str, status: str, decision: dict[str, Any], cand_scores: dict[str, list[float]]) -> str:
+    def _finish(self, cand_id: str, status: CandidateStatus, decision: Decision,
+                cand_scores: dict[str, list[float]]) -> CandidateStatus:
         row = self.ledger.candidate(cand_id)
-        self.ledger.update_candidate(cand_id, status=status, decision=jsonable(decision),
-                                     cost={"dev_mean": _mean(cand_scores)} if cand_scores else {})
-        if status == "accepted":
+        self.ledger.update_candidate(cand_id, status=status, decision=decision.to_json(),
+                                     cost={"dev_mean": mean_of(cand_scores)} if cand_scores else {})
+        if status == CandidateStatus.ACCEPTED:
             member = arch.Member(cand_id, row["commit"], cand_scores)
             self.archive.append(member)
             if arch.best(self.archive) is member:
@@ -277,22 +250,22 @@ class LoopEngine:
     # -- memory ------------------------------------------------------------------------------------
     def _remember(self, r: int, cand_id: str, parent: arch.Member) -> RoundResult:
         row = self.ledger.candidate(cand_id)
-        decision = row["decision"] or {}
-        dev = DecisionStats.from_json(decision["dev"]) if decision.get("dev") else None
-        stats = dev or (DecisionStats.from_json(decision["slice"]) if decision.get("slice") else None)
+        decision = Decision.from_json(row["decision"])
+        stats = decision.stats
         summary = self.arena.failure_context(parent.commit, 0)[1]
-        label = {"accepted": "accepted"}.get(row["status"], "stopped_early" if decision.get("slice") else row["status"])
+        status = CandidateStatus(row["status"])
+        label = "stopped_early" if status != CandidateStatus.ACCEPTED and decision.slice else status.value
         nan = float("nan")
         lesson = Lesson(
             run_id=self.run_id, round=r, candidate=cand_id, change_summary=row["summary"], hypothesis=row["hypothesis"],
             effect=stats.mean_diff if stats else nan, ci_low=stats.ci_low if stats else nan,
             ci_high=stats.ci_high if stats else nan, decision=label,
-            next_step=draft_next_step(stats, summary) if stats else f"{row['status']}: {decision.get('reason', '')}"[:300],
+            next_step=draft_next_step(stats, summary) if stats else f"{row['status']}: {decision.reason}"[:300],
             signals=summary)
         self.ledger.add_lesson(self.run_id, r, cand_id, lesson_text(lesson), jsonable(lesson.to_json()))
         write_memory_md(self.memory_path, [Lesson.from_json(_nan(x["data"])) for x in self.ledger.lessons(self.run_id)])
         self._observe(r, row)
-        return RoundResult(r, cand_id, row["status"], row["summary"])
+        return RoundResult(r, cand_id, status, row["summary"])
 
     def _observe(self, r: int, row: dict[str, Any]) -> None:
         saved = self.ledger.get_state(self.run_id, "proposer")
@@ -300,10 +273,10 @@ class LoopEngine:
             return  # observed before a crash; the saved state already includes it
         proposal_json = self.ledger.get_state(self.run_id, f"proposal/{r}")
         if proposal_json:
-            accepted = row["status"] == "accepted"
+            accepted = row["status"] == CandidateStatus.ACCEPTED
             score = (row["cost"] or {}).get("dev_mean")
             self.proposer.observe(Proposal.from_json(proposal_json), accepted, score)
-        self.rejections_in_a_row = 0 if row["status"] == "accepted" else self.rejections_in_a_row + 1
+        self.rejections_in_a_row = 0 if row["status"] == CandidateStatus.ACCEPTED else self.rejections_in_a_row + 1
         if self.rejections_in_a_row and self.rejections_in_a_row % self.loop.strategy_switch_after == 0:
             self.proposer.switch_strategy()
             self.ledger.add_event("strategy_switch", {"round": r, "rejections_in_a_row": self.rejections_in_a_row},
@@ -312,7 +285,7 @@ class LoopEngine:
 
     def _history(self) -> list[dict[str, Any]]:
         return [{"round": c["round"], "proposer": c["proposer"], "summary": c["summary"], "decision": c["status"],
-                 "effect": ((c["decision"] or {}).get("dev") or {}).get("mean_diff")}
+                 "effect": Decision.from_json(c["decision"]).effect}
                 for c in self.ledger.candidates(self.run_id)]
 
 
@@ -330,15 +303,6 @@ def uncommittable_paths(changes: dict[str, str | None]) -> list[str]:
 def _summary(p: Proposal) -> str:
     first = (p.meta.get("summary") or p.rationale or "").strip().splitlines()
     return (first[0] if first else "change")[:160]
-
-
-def _mean(scores: dict[str, list[float]]) -> float:
-    values = [s for v in scores.values() for s in v]
-    return sum(values) / len(values) if values else 0.0
-
-
-def _per_task(parent: dict[str, list[float]], cand: dict[str, list[float]]) -> dict[str, float]:
-    return {t: round(_mean({t: cand[t]}) - _mean({t: parent[t]}), 4) for t in cand if t in parent}
 
 
 def _nan(d: dict[str, Any]) -> dict[str, Any]:

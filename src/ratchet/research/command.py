@@ -126,7 +126,8 @@ def judge(res: SandboxResult, spec: ResearchSection) -> tuple[str, float | None,
     if not reading.found:
         how = f"metric_regex {spec.metric_regex!r}" if spec.metric_regex else \
             f"a JSON line with key {spec.metric!r} or a '{spec.metric}: <number>' line"
-        hint = " (its output was truncated: print less, or raise [research] output_kb)" if "truncated" in (res.reason or "") else ""
+        truncated = "truncated" in (res.reason or "")
+        hint = " (its output was truncated: print less, or raise [research] output_kb)" if truncated else ""
         return "no_metric", None, f"exited 0 but printed no metric: looked for {how} on stdout{hint}"
     if not reading.finite:
         return "nan_metric", None, f"printed {spec.metric} = {reading.value} (not a finite number)"

@@ -1,12 +1,9 @@
-"""Proposers for research: the evolve proposers, with an LLM system prompt about repos and metrics
-(the research brief included) instead of harnesses."""
+"""The research proposers are the evolve proposers (`loop.proposers.build_proposer`) with this LLM system
+prompt about repos and metrics (the research brief included) instead of harnesses."""
 
 from __future__ import annotations
 
-from ratchet.config import ConfigError
 from ratchet.loop.edits import FORMAT_HELP
-from ratchet.loop.proposers import LLMProposer, MixProposer, Proposer, SearchProposer
-from ratchet.models.base import ChatModel
 from ratchet.research.config import ResearchProject
 
 
@@ -30,15 +27,3 @@ HYPOTHESIS: a falsifiable prediction, e.g. "{s.metric} goes {'down' if better ==
     if project.brief.strip():
         text += "\n\n## Research brief (from the project)\n" + project.brief.strip()
     return text
-
-
-def build_research_proposer(kind: str, model: ChatModel | None, seed: int, project: ResearchProject) -> Proposer:
-    if kind == "search":
-        return SearchProposer(seed)
-    if kind not in ("llm", "mix"):
-        raise ConfigError(f"[loop] proposer = {kind!r} is unknown; write search, llm or mix")
-    if model is None:
-        raise ConfigError(f"[loop] proposer = {kind!r} needs a chat model; configure [model] or [loop.proposer_model], "
-                          "or use proposer = 'search' with knobs in params.toml")
-    llm = LLMProposer(model, system_prompt=system_prompt(project))
-    return llm if kind == "llm" else MixProposer(SearchProposer(seed), llm, seed)

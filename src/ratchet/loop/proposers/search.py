@@ -210,7 +210,8 @@ class SearchProposer:
         baseline = f"the parent's {ctx.parent_score:.3f}" if ctx.parent_score is not None else "the parent's"
         hypothesis = f"Setting {', '.join(changes)} raises the paired dev mean above {baseline}."
         return Proposal(edits={PARAMS_FILE: text}, rationale=rationale, hypothesis=hypothesis, proposer=self.name,
-                        meta={"summary": "; ".join(changes), "search_point": point, "changed": changes, "source": source, "explored": random_only,
+                        meta={"summary": "; ".join(changes), "search_point": point, "changed": changes, "source": source,
+                              "explored": random_only,
                               "parent_point": parent, "parent_score": ctx.parent_score})
 
     def _parent_entry(self, parent: dict[str, Any], score: float | None) -> list[dict[str, Any]]:

@@ -1,0 +1,1 @@
+"""The harness tier (`ratchet evolve`, `ratchet test`): a project's harness improved by the loop."""
