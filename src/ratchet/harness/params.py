@@ -19,19 +19,25 @@ One TOML table per knob, plus the reserved `[skills]` table:
     enabled = []
 
 Declarations (type, range, choices) are what a search may explore; `value` is the current point.
-Every error names the file, the knob and what to write instead.
+A knob named like a sampling parameter (`SAMPLING_KNOBS`: temperature, top_p, max_tokens, top_k,
+frequency_penalty, presence_penalty, repetition_penalty) sets it on every model call, so its range or
+choices must lie where that parameter is valid. Every error names the file, the knob and what to write instead.
+Reading is tomllib; writing (`render_params`) and editing values in place with comments and layout kept
+(`update_values_text`) are tomlkit documents.
 """
 
 from __future__ import annotations
 
 import dataclasses
-import json
 import math
-import re
 import tomllib
+from collections.abc import MutableMapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
+
+import tomlkit
+from tomlkit.exceptions import TOMLKitError
 
 from ratchet.config import ConfigError
 
@@ -39,6 +45,19 @@ KNOB_TYPES = ("float", "int", "bool", "choice", "str")
 SKILLS_TABLE = "skills"
 _KNOB_KEYS = {"type", "range", "log", "value", "choices", "doc"}
 _EXAMPLE = '[temperature]\ntype = "float"\nrange = [0.0, 1.0]\nvalue = 0.0'
+
+
+# Knobs named like a sampling parameter set it on every model call (worker.py): (integer only, lowest, whether
+# the lowest is allowed, highest) as SamplingParams accepts them, so that no point a search picks breaks a call.
+SAMPLING_KNOBS: dict[str, tuple[bool, float, bool, float]] = {
+    "temperature": (False, 0.0, True, 5.0),
+    "top_p": (False, 0.0, False, 1.0),
+    "max_tokens": (True, 1, True, math.inf),
+    "top_k": (True, 0, True, math.inf),  # 0 = off
+    "frequency_penalty": (False, -2.0, True, 2.0),
+    "presence_penalty": (False, -2.0, True, 2.0),
+    "repetition_penalty": (False, 0.0, False, 10.0),  # 1 = off
+}
 
 
 def _is_number(x: Any) -> bool:
@@ -83,8 +102,29 @@ def _same_choice(a: Any, b: Any) -> bool:
     return isinstance(a, bool) == isinstance(b, bool) and type(a) is not list and a == b
 
 
+def _sampling_problem(k: Knob) -> str | None:
+    """Why a knob named like a sampling parameter cannot set it; None when every value it allows is valid."""
+    integer, low, low_ok, high = SAMPLING_KNOBS[k.name]
+    allowed = ("an int or choice knob" if integer else "a float, int or choice knob") + " with values"
+    domain = f"{'[' if low_ok else '('}{low:g}, {high:g}{')' if math.isinf(high) else ']'}" + (" (integers)" if integer else "")
+    if k.type not in (("int", "choice") if integer else ("float", "int", "choice")):
+        return f"sets the sampling parameter {k.name}: declare {allowed} in {domain}, not type = {k.type!r}"
+    values = list(k.choices) if k.type == "choice" else [k.low, k.high]
+    for v in values:
+        if not _is_number(v) or (integer and not float(v).is_integer()) or not (low < v or (low_ok and v == low)) \
+                or v > high:
+            where = "choices" if k.type == "choice" else "range"
+            return f"sets the sampling parameter {k.name}, which must be in {domain}; {where} allows {v!r}: narrow it"
+    return None
+
+
 def _knob_problem(k: Knob) -> str | None:
     """Why a knob declaration is unusable, phrased as what to fix; None when it is fine."""
+    problem = _knob_shape_problem(k)
+    return problem if problem or k.name not in SAMPLING_KNOBS else _sampling_problem(k)
+
+
+def _knob_shape_problem(k: Knob) -> str | None:
     if k.type not in KNOB_TYPES:
         return f"type = {k.type!r} is unknown; write one of {', '.join(KNOB_TYPES)}"
     if k.log and k.type not in ("float", "int"):
@@ -213,52 +253,28 @@ def load_params(path: str | Path) -> HarnessParams:
     return parse_params(path.read_text(), str(path))
 
 
-def _toml_value(v: Any) -> str:
-    if isinstance(v, bool):
-        return "true" if v else "false"
-    if isinstance(v, int):
-        return str(v)
-    if isinstance(v, float):
-        if math.isnan(v):
-            return "nan"
-        if math.isinf(v):
-            return "inf" if v > 0 else "-inf"
-        return repr(v)  # repr always has '.', 'e', or is inf/nan: a TOML float
-    if isinstance(v, str):
-        # JSON string escapes are TOML basic-string escapes; TOML also forbids a raw DEL
-        return json.dumps(v, ensure_ascii=False).replace("\x7f", "\\u007f")
-    if isinstance(v, (list, tuple)):
-        return "[" + ", ".join(_toml_value(x) for x in v) + "]"
-    raise TypeError(f"cannot write {v!r} to params.toml")
-
-
-def _toml_key(name: str) -> str:
-    bare = name and all(c.isascii() and (c.isalnum() or c in "-_") for c in name)
-    return name if bare else _toml_value(name)
-
-
 def render_params(params: HarnessParams) -> str:
     """params.toml text for `params`; parse_params(render_params(p)) == p, knob order kept."""
-    blocks: list[str] = []
+    doc = tomlkit.document()
     for name, k in params.knobs.items():
-        lines = [f"[{_toml_key(name)}]", f"type = {_toml_value(k.type)}"]
+        table = tomlkit.table()
+        table.add("type", k.type)
         if k.low is not None:
-            lines.append(f"range = [{_toml_value(k.low)}, {_toml_value(k.high)}]")
+            table.add("range", [k.low, k.high])
         if k.log:
-            lines.append("log = true")
+            table.add("log", True)
         if k.choices is not None:
-            lines.append(f"choices = {_toml_value(list(k.choices))}")
-        lines.append(f"value = {_toml_value(k.value)}")
+            table.add("choices", list(k.choices))
+        table.add("value", k.value)
         if k.doc:
-            lines.append(f"doc = {_toml_value(k.doc)}")
-        blocks.append("\n".join(lines))
+            table.add("doc", k.doc)
+        doc.add(name, table)
     if params.skills_library or params.skills_enabled:
-        blocks.append("\n".join([
-            f"[{SKILLS_TABLE}]",
-            f"library = {_toml_value(params.skills_library)}",
-            f"enabled = {_toml_value(params.skills_enabled)}",
-        ]))
-    return "\n\n".join(blocks) + "\n" if blocks else ""
+        skills = tomlkit.table()
+        skills.add("library", list(params.skills_library))
+        skills.add("enabled", list(params.skills_enabled))
+        doc.add(SKILLS_TABLE, skills)
+    return tomlkit.dumps(doc)
 
 
 def with_values(params: HarnessParams, values: dict[str, Any], skills_enabled: list[str] | None = None,
@@ -279,66 +295,22 @@ def with_values(params: HarnessParams, values: dict[str, Any], skills_enabled: l
     return HarnessParams(knobs=knobs, skills_library=list(params.skills_library), skills_enabled=enabled)
 
 
-_TABLE_HEADER = re.compile(r"^\s*\[\s*([A-Za-z0-9_-]+)\s*\]\s*(?:#.*)?$")
-_ASSIGN = re.compile(r"^(\s*)(value|enabled)(\s*=\s*)(.*)$")
-
-
-def _value_span(lines: list[str], i: int, rhs: str) -> int:
-    """Index of the last line of a value starting on line i (arrays may span lines)."""
-    if not rhs.lstrip().startswith("["):
-        return i
-    depth, j = 0, i
-    while j < len(lines):
-        text = rhs if j == i else lines[j]
-        depth += text.count("[") - text.count("]")  # knob arrays hold simple scalars; good enough with the check below
-        if depth <= 0:
-            return j
-        j += 1
-    return i
-
-
-def _trailing_comment(rhs: str) -> str:
-    """The ` # ...` after a value, found where the text before it parses as a TOML value."""
-    for pos in (i for i, c in enumerate(rhs) if c == "#"):
-        try:
-            tomllib.loads("v = " + rhs[:pos])
-        except tomllib.TOMLDecodeError:
-            continue
-        return "  " + rhs[pos:] if not rhs[:pos].endswith(" ") else rhs[len(rhs[:pos].rstrip()):]
-    return ""
-
-
 def update_values_text(text: str, params: HarnessParams, source: str = "params.toml") -> str:
     """`text` with each knob's `value =` and the skills' `enabled =` set from `params`, keeping comments
-    and layout; falls back to render_params when the file's layout is not the simple one."""
-    lines = text.splitlines()
-    table: str | None = None
-    out: list[str] = []
-    i = 0
-    while i < len(lines):
-        line = lines[i]
-        header = _TABLE_HEADER.match(line)
-        if header:
-            table = header.group(1)
-        m = _ASSIGN.match(line)
-        new_value = None
-        if m and table is not None:
-            if m.group(2) == "value" and table in params.knobs:
-                new_value = params.knobs[table].value
-            elif m.group(2) == "enabled" and table == SKILLS_TABLE:
-                new_value = params.skills_enabled
-        if new_value is None:
-            out.append(line)
-            i += 1
-            continue
-        end = _value_span(lines, i, m.group(4))
-        comment = _trailing_comment(lines[end] if end != i else m.group(4))
-        out.append(f"{m.group(1)}{m.group(2)}{m.group(3)}{_toml_value(new_value)}{comment}")
-        i = end + 1
-    updated = "\n".join(out) + ("\n" if text.endswith("\n") or not text else "")
+    and layout (a tomlkit document edit); falls back to render_params when the edited text does not
+    read back as `params` (a knob without a `value` line, a file tomlkit cannot parse)."""
     try:
+        doc = tomlkit.parse(text)
+        for name, knob in params.knobs.items():
+            table = doc.get(name)
+            if isinstance(table, MutableMapping) and "value" in table:
+                table["value"] = knob.value
+        skills = doc.get(SKILLS_TABLE)
+        if isinstance(skills, MutableMapping) and "enabled" in skills:
+            skills["enabled"] = list(params.skills_enabled)
+        updated = tomlkit.dumps(doc)
         if parse_params(updated, source) == params:
             return updated
-    except ConfigError:
+    except (TOMLKitError, ConfigError, ValueError):
         pass
     return render_params(params)

@@ -12,15 +12,24 @@ from ratchet.config import GuardSection
 
 @dataclass
 class Usage:
-    """What a run has spent so far, carried across resumes in the run summary."""
+    """What a run has spent so far. Each rollout, trial and proposer call is counted once, when it is
+    recorded (a rollout reused from the ledger is not spent again), and the figures are saved in the
+    ledger as they change, so a resumed run continues from them instead of counting anew."""
 
     rounds: int = 0
     rollouts: int = 0
-    tokens: int = 0
+    tokens: int = 0  # every model token: the harness's and the proposer's
+    proposer_tokens: int = 0  # of `tokens`: the proposer's model calls
+    cost_usd: float = 0.0  # at each model's prompt and completion prices
     wall_s: float = 0.0
 
     def to_json(self) -> dict:
-        return {"rounds": self.rounds, "rollouts": self.rollouts, "tokens": self.tokens, "wall_s": round(self.wall_s, 2)}
+        return {"rounds": self.rounds, "rollouts": self.rollouts, "tokens": self.tokens,
+                "proposer_tokens": self.proposer_tokens, "cost_usd": round(self.cost_usd, 6), "wall_s": round(self.wall_s, 2)}
+
+    @classmethod
+    def from_json(cls, d: dict) -> Usage:
+        return cls(**{k: type(getattr(cls(), k))(d.get(k, 0) or 0) for k in cls().to_json()})
 
 
 @dataclass
@@ -28,40 +37,41 @@ class StopControl:
     guard: GuardSection
     max_rounds: int
     stop_file: Path
-    usd_per_mtok: float = 0.0
     usage: Usage = field(default_factory=Usage)
     interrupted: bool = False
     _session_start: float = field(default_factory=time.monotonic)
     _wall_before: float = 0.0
 
     def resume_from(self, usage: dict) -> None:
-        self.usage = Usage(**{k: usage.get(k, 0) for k in ("rounds", "rollouts", "tokens", "wall_s")})
+        self.usage = Usage.from_json(usage)
         self._wall_before = self.usage.wall_s
         self._session_start = time.monotonic()
 
     def tick(self) -> None:
         self.usage.wall_s = self._wall_before + time.monotonic() - self._session_start
 
-    def spend(self, rollouts: int = 0, tokens: int = 0) -> None:
+    def spend(self, rollouts: int = 0, tokens: int = 0, usd: float = 0.0, proposer: bool = False) -> None:
         self.usage.rollouts += rollouts
         self.usage.tokens += tokens
+        self.usage.proposer_tokens += tokens if proposer else 0
+        self.usage.cost_usd += usd
         self.tick()
 
     @property
     def cost_usd(self) -> float:
-        return self.usage.tokens * self.usd_per_mtok / 1e6
+        return self.usage.cost_usd
 
-    def budget_reason(self) -> str | None:
-        """Why the run must end now, or None."""
+    def budget_reason(self, rounds: bool = True) -> str | None:
+        """Why the run must end now, or None. `rounds=False`: inside a round, where only what is spent counts."""
         self.tick()
         g, u = self.guard, self.usage
-        if u.rounds >= self.max_rounds:
+        if rounds and u.rounds >= self.max_rounds:
             return f"round budget reached ({self.max_rounds})"
         if g.max_rollouts and u.rollouts >= g.max_rollouts:
             return f"rollout budget reached ({u.rollouts}/{g.max_rollouts})"
         if g.max_tokens and u.tokens >= g.max_tokens:
             return f"token budget reached ({u.tokens}/{g.max_tokens})"
-        if g.max_cost_usd is not None and self.usd_per_mtok and self.cost_usd >= g.max_cost_usd:
+        if g.max_cost_usd is not None and self.cost_usd > 0 and self.cost_usd >= g.max_cost_usd:
             return f"money budget reached (${self.cost_usd:.2f}/${g.max_cost_usd:.2f})"
         if g.max_wall_s and u.wall_s >= g.max_wall_s:
             return f"wall-time budget reached ({u.wall_s:.0f}s/{g.max_wall_s:.0f}s)"

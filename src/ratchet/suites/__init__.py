@@ -2,7 +2,7 @@
 
 Adapters: reasoning_gym (procedural datasets of the PyPI package), humaneval (the PyPI package's 164
 problems, tests run in the sandbox), jsonl (a file of {id, input, answer}), python (a user file
-defining tasks() and score()).
+defining tasks() and score()), inspect (an Inspect AI task's samples and scorer).
 """
 
 from __future__ import annotations
@@ -51,7 +51,14 @@ def build_suite(section: SuiteSection, root: Path, sandbox: Sandbox | None = Non
         from ratchet.suites.python_scorer import PythonScorerSuite
 
         return PythonScorerSuite(resolve_project_file(section, root, ".py"), name=section.name)
-    raise ConfigError(f"[suite] kind = {section.kind!r} is not known; use reasoning_gym, humaneval, jsonl or python")
+    if section.kind == "inspect":
+        from ratchet.suites.inspect_suite import InspectSuite
+
+        if not section.task:
+            raise ConfigError('[suite] kind = "inspect" needs task = "<file.py>@<task name>" (relative to the project '
+                              'dir) or the registered name of an installed Inspect task')
+        return InspectSuite(section.task, root, section.task_args, name=section.name)
+    raise ConfigError(f"[suite] kind = {section.kind!r} is not known; use reasoning_gym, humaneval, jsonl, python or inspect")
 
 
 def resolve_project_file(section: SuiteSection, root: Path, suffix: str) -> Path:

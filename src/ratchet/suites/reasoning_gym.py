@@ -22,6 +22,11 @@ from ratchet.suites.matching import extract_final_answer, looks_numeric
 from ratchet.types import Score, Task
 
 
+def task_id_of(dataset: str, seed: int, index: int) -> str:
+    """A generated task's id; its split follows from it alone (`suites.base.split_of`)."""
+    return f"{dataset}-{seed}-{index}"
+
+
 class ReasoningGymSuite:
     def __init__(
         self,
@@ -41,7 +46,7 @@ class ReasoningGymSuite:
         self._entries: dict[str, dict[str, Any]] = {}  # id -> the dataset entry, gold included; never shown
         for index in range(size):
             entry = self._dataset[index]
-            task_id = f"{dataset}-{seed}-{index}"
+            task_id = task_id_of(dataset, seed, index)
             answer = "" if entry.get("answer") is None else str(entry["answer"])
             self._entries[task_id] = entry
             self._tasks.append(
