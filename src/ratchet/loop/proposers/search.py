@@ -101,9 +101,15 @@ def describe_changes(before: dict[str, Any], after: dict[str, Any]) -> list[str]
 class SearchProposer:
     name = "search"
 
-    def __init__(self, seed: int = 0, startup_trials: int = _STARTUP_TRIALS):
+    def __init__(self, seed: int = 0, startup_trials: int = _STARTUP_TRIALS, startup: str = "random"):
+        """startup: how the first `startup_trials` points are drawn before TPE has a model. "random": joint
+        random points (every knob moves). "one_knob": the parent with one knob moved - with many knobs, a
+        joint random move mostly breaks something, and each one-knob trial says which knob matters."""
+        if startup not in ("random", "one_knob"):
+            raise ValueError(f"startup must be 'random' or 'one_knob', got {startup!r}")
         self.seed = seed
         self.startup_trials = startup_trials
+        self.startup = startup
         self.history: list[dict[str, Any]] = []  # {"point": {...}, "score": float | None, "source": str}
         self.explore_left = 0  # proposals still to draw at random after switch_strategy()
         optuna.logging.set_verbosity(optuna.logging.WARNING)
@@ -139,6 +145,14 @@ class SearchProposer:
         if isinstance(value, bool) or not isinstance(value, (int, float)):
             return False
         return dist._contains(dist.to_internal_repr(value))  # within the (possibly narrowed) range
+
+    def _untried_one_knob_move(self, parent: dict[str, Any], space: dict[str, BaseDistribution],
+                               r: int) -> dict[str, Any] | None:
+        for attempt in range(_REASKS):
+            point = self._perturb(parent, space, random.Random(derive_seed(self.seed, r, "one_knob", attempt)))
+            if not self._tried(point):
+                return point
+        return None
 
     def _tried(self, point: dict[str, Any]) -> bool:
         return any(_same_point(point, e["point"]) and e["score"] is not None for e in self.history)
@@ -189,7 +203,10 @@ class SearchProposer:
         point, source = None, "random (exploring after rejections)" if random_only else "TPE"
         if not random_only and completed < self.startup_trials:
             source = f"random (TPE startup: {completed} of {self.startup_trials} scored trials so far)"
-        for _ in range(_REASKS):
+            if self.startup == "one_knob":
+                point = self._untried_one_knob_move(parent, space, ctx.round)
+                source = f"one-knob move (startup: {completed} of {self.startup_trials} scored trials so far)"
+        for _ in range(_REASKS if point is None else 0):
             trial = study.ask(space)
             candidate = {k: _round(trial.params[k], space[k]) for k in space}
             if not _same_point(candidate, parent) and not self._tried(candidate):
@@ -232,11 +249,12 @@ class SearchProposer:
         self.explore_left = 3  # TPE has settled on a region that keeps failing: sample broadly for a while
 
     def state_dict(self) -> dict[str, Any]:
-        return json.loads(json.dumps({"seed": self.seed, "startup_trials": self.startup_trials,
+        return json.loads(json.dumps({"seed": self.seed, "startup_trials": self.startup_trials, "startup": self.startup,
                                       "history": self.history, "explore_left": self.explore_left}))
 
     def load_state_dict(self, state: dict[str, Any]) -> None:
         self.seed = state["seed"]
         self.startup_trials = state["startup_trials"]
+        self.startup = state.get("startup", "random")
         self.history = [dict(e) for e in state["history"]]
         self.explore_left = state["explore_left"]
