@@ -1,0 +1,49 @@
+"""What a working proposer did, as `ratchet show` prints it: the agent's tool steps, the command's run.
+
+Read from the ledger: a finished proposal's meta (state `proposal/<round>`), or a failed proposal's
+attempts (its decision), so a proposal that never finished shows its steps too.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+
+def step_lines(steps: list[dict[str, Any]]) -> list[str]:
+    """The agent's steps as `ratchet show` prints them: one line each."""
+    lines = []
+    for s in steps:
+        args = ", ".join(f"{k}={v}" for k, v in (s.get("args") or {}).items())
+        what = f"{s.get('tool') or '(malformed)'}({args})"
+        outcome = f"ERROR {s['error']}" if s.get("error") else (s.get("result") or "")
+        lines.append(f"  {s.get('step', '?'):>2}. {what[:110]} -> {outcome[:160]}".replace("\n", " "))
+    return lines
+
+
+def proposal_meta(ledger: Any, candidate: dict[str, Any]) -> dict[str, Any]:
+    run_id, r = candidate["run_id"], candidate["round"]
+    member = candidate["id"].removeprefix(f"{run_id}-r{r:03d}")  # "", or b, c... in a population round
+    saved = ledger.get_state(run_id, f"proposal/{r}{member}") or {}
+    return saved.get("meta") or {}
+
+
+def work_lines(meta: dict[str, Any], attempts: Any) -> list[str]:
+    """Lines about the agent's steps or the command's run; [] for proposers that keep neither."""
+    tried = [a for a in attempts if isinstance(a, dict)] if isinstance(attempts, list) else []
+    steps = meta.get("steps") or [a for a in tried if "step" in a]
+    lines: list[str] = []
+    if steps:
+        tokens = meta.get("tokens", sum(int(s.get("tokens") or 0) for s in steps))
+        errors = sum(bool(s.get("error")) for s in steps)
+        lines += [f"agent steps ({len(steps)}, {errors} errors, {tokens} tokens"
+                  + (f", {meta['episodes']} probe episodes" if meta.get("episodes") else "") + "):", *step_lines(steps)]
+    run = meta if "returncode" in meta else next((a for a in tried if "returncode" in a), None)
+    if run:
+        lines.append(f"command: {' '.join(run.get('argv') or [])} -> exit {run.get('returncode')} in "
+                     f"{run.get('seconds')}s; env passed {run.get('env_passed') or []}, network "
+                     f"{'on' if run.get('network') else 'off'}, PROPOSAL.md {'read' if run.get('proposal_file') else 'missing'}")
+        if run.get("error"):
+            lines.append(f"  failed: {run['error']}")
+        if run.get("output_tail"):
+            lines += ["  output (end):", *("    " + line for line in str(run["output_tail"]).splitlines()[-12:])]
+    return lines
