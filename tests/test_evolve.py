@@ -75,3 +75,43 @@ def test_log_shows_what_changed_and_show_takes_the_short_name(tmp_path):
         assert "change     temperature" in shown.output
     missing = runner.invoke(app, ["show", str(root), "r099"])
     assert missing.exit_code != 0 and "no candidate 'r099'" in missing.output
+
+
+def test_the_summary_holds_the_reconciled_report_and_the_unseal_adds_test(tmp_path):
+    from typer.testing import CliRunner
+
+    from ratchet.cli import app
+    from ratchet.evolve.sealed import unseal
+    from ratchet.ledger import Ledger
+    from ratchet.loop.reconcile import Report
+
+    root = make_project_dir(tmp_path / "p", n_tasks=40)
+    outcome, proj = run_evolve(root, rounds=1)
+    ledger = Ledger(proj.cfg.ledger_url)
+    summary = ledger.run(outcome.run_id)["summary"]
+    report = Report.from_json(summary["report"])
+    dev, hold = report.row("dev"), report.row("holdout")
+    assert [r.split for r in report.rows] == ["dev", "holdout"] and not report.same_harness
+    assert dev.measured_with == "round 1's seed" and hold.measured_with == "the closing seed"
+    assert dev.eval_seed == proj.cfg.eval.seed + 1 and hold.eval_seed == proj.cfg.eval.seed  # [loop] seed 0
+    assert dev.diff == 1.0 and dev.significant and hold.best_mean == 1.0 and hold.seed_mean == 0.0
+    assert dev.n_tasks == len(proj.tasks("dev")) and hold.n_tasks == len(proj.tasks("holdout"))
+    assert all(dev.eval_ids.values()) and all(hold.eval_ids.values())  # each figure names its evaluations
+    assert [c.round for c in report.confirmations] == [1] and report.best_commit == summary["best_commit"]
+    assert "agree: the gain holds on fresh seeds" in report.sentences[0]  # dev agrees: no sentence for it
+    assert report.sentences[-1].startswith("The test split is sealed")
+    assert [r["dev"] for r in summary["table"]] == [dev.seed_mean, dev.best_mean]  # one set of numbers
+
+    proj = fake_project(root)
+    try:
+        record = asyncio.run(unseal(proj, outcome.run_id))
+    finally:
+        asyncio.run(proj.aclose())
+    after = Report.from_json(ledger.run(outcome.run_id)["summary"]["report"])
+    test = after.row("test")
+    assert test.measured_with == "unseal #1's seed" and test.n_tasks == record["n_tasks"] and test.best_mean == 1.0
+    assert record["paired"]["p_value"] == test.p_value and "is sealed" not in " ".join(after.sentences)
+    assert after.row("holdout") == hold  # the unseal adds test; the closing figures stay as measured
+    log = CliRunner().invoke(app, ["log", str(root)])
+    assert log.exit_code == 0 and "seed vs best, paired on each split" in log.output
+    assert "unseal #1's seed" in log.output and after.sentences[-1][:40] in " ".join(log.output.split())

@@ -243,3 +243,18 @@ def test_stop_file_stops_cleanly_and_resume_finishes(tmp_path):
     assert done.table and done.table[0]["version"] == "seed"
     ledger = Ledger(load_research(root).cfg.ledger_url)
     assert [c["round"] for c in ledger.candidates(first.run_id)] == [1, 2]  # no round repeated or lost
+
+
+def test_the_closing_comparison_is_the_reconciled_holdout_row(tmp_path):
+    from ratchet.loop.reconcile import Report
+
+    root = make_project(tmp_path / "p")
+    out = go(root, rounds=1)
+    ledger = Ledger(load_research(root).cfg.ledger_url)
+    report = Report.from_json(ledger.run(out.run_id)["summary"]["report"])
+    assert report.splits == ["holdout"] and report.unit == "seeds" and report.sign == -1.0  # loss: lower is better
+    row = report.row("holdout")  # round 1 keeps x 0 -> 0.7 (the search proposer is seeded)
+    assert out.comparison and not report.same_harness
+    assert out.comparison["delta"] == -row.diff and out.comparison["p_value"] == row.p_value
+    assert out.comparison["n_seeds"] == row.n_tasks and row.measured_with == "the closing seeds"
+    assert [c.round for c in report.confirmations] == [1] and "seeds x 1 epoch" in report.sentences[0]

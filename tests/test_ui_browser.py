@@ -261,3 +261,26 @@ def test_flywheel_page_when_the_ledger_has_flywheel_rows(demo, browser, tmp_path
         shoot(pg, "ui-flywheel")
         ctx.close()
     mine.ledger.close()
+
+
+def test_run_page_reconciles_the_confirmations_with_the_final_figures(demo, browser, tmp_path):
+    from ui_fixture import write_closing_report
+
+    mine = copy_demo(demo, tmp_path / "reconciled.sqlite")
+    stored = write_closing_report(mine.ledger, mine.run_id)
+    with ServedApp(create_app(mine.ledger, UISettings(token=TOKEN))) as srv:
+        ctx = browser.new_context(viewport=VIEWPORT)
+        pg = ctx.new_page()
+        errors: list[str] = []
+        pg.on("pageerror", lambda e: errors.append(str(e)))
+        open_page(pg, srv.url + f"#/run/{mine.run_id}")
+        assert pg.inner_text("ul.reconcile").split("\n") == stored["sentences"]  # the words, as stored
+        assert pg.locator("table.reconciled tbody tr").count() == 3
+        hold = stored["rows"][1]
+        cards = pg.inner_text(".stats")  # the cards show the paired figures with the seed they were measured with
+        assert f"{hold['seed_mean']:.3f} → {hold['best_mean']:.3f}" in cards and "the closing seed" in cards
+        assert "unseal #1's seed" in cards and f"p = {hold['p_value']:.4f}" in cards
+        shoot(pg, "ui-run-reconciled")
+        ctx.close()
+        assert not errors, errors
+    mine.ledger.close()

@@ -218,3 +218,19 @@ def test_postgresql_ledger_reads_the_same(pg_url, demo):  # noqa: F811
         assert report_data(pg.ledger, "latest")["meta"]["run"] == pg.run_id
     finally:
         pg.ledger.close()
+
+
+def test_run_detail_reads_the_reconciled_report_from_the_summary(fresh):
+    from ui_fixture import write_closing_report
+
+    assert queries.run_detail(fresh.ledger, fresh.run_id)["report"] is None  # a run without one: nothing guessed
+    stored = write_closing_report(fresh.ledger, fresh.run_id)
+    report = queries.run_detail(fresh.ledger, fresh.run_id)["report"]
+    assert [r["split"] for r in report["rows"]] == ["dev", "holdout", "test"] and not report["stale"]
+    assert report["sentences"] == stored["sentences"] and "closing holdout" in report["sentences"][0]
+    assert "disagree" in report["sentences"][0] and "sealed test" in report["sentences"][1]
+    hold = report["rows"][1]
+    assert hold["measured_with"] == "the closing seed" and hold["n_tasks"] == 19 and hold["epochs"] == 2
+    assert hold["seed"]["ci"][0] < hold["seed"]["mean"] < hold["seed"]["ci"][1] and hold["ci"][0] <= hold["diff"]
+    assert hold["p_value"] == stored["rows"][1]["p_value"] and 0 < hold["detectable"] < 1
+    json.dumps(report)  # plain JSON for the page

@@ -186,3 +186,13 @@ def test_approve_button_unblocks_a_real_waiting_loop(browser, tmp_path):  # noqa
     assert [e["data"] for e in events] == [{"candidate": cand["id"], "decision": "approved", "by": "ui"}]
     assert lg.lessons(cand["run_id"])[0]["candidate_id"] == cand["id"]
     lg.close()
+
+
+def test_the_real_runs_closing_report_reaches_the_run_page(server, real, page):
+    summary = real.ledger.run(real.run_id)["summary"]
+    report = queries.run_detail(real.ledger, real.run_id)["report"]
+    assert report is not None, "the closing table of a finished evolve run stores its reconciled report"
+    assert [r["split"] for r in report["rows"]] == ["dev", "holdout"] and report["sentences"] == summary["report"]["sentences"]
+    open_page(page, server.url + f"#/run/{real.run_id}")
+    assert page.inner_text("ul.reconcile").split("\n") == report["sentences"]
+    assert "the closing seed" in page.inner_text("table.reconciled")

@@ -13,8 +13,9 @@ import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 
+from ratchet.executors import Executor, LocalExecutor
 from ratchet.harness.loader import Harness
-from ratchet.harness.runtime import EpisodeServices, run_episode
+from ratchet.harness.runtime import EpisodeServices, offers_demos, uses_memory
 from ratchet.ledger import Ledger
 from ratchet.stats import clustered_mean_se
 from ratchet.suites.base import Suite
@@ -23,6 +24,22 @@ from ratchet.types import Task, Trajectory
 
 class EvalInterrupted(RuntimeError):
     """The evaluation was stopped (stop file, signal, budget); finished rollouts are in the ledger."""
+
+
+@dataclass
+class Spent:
+    """What an evaluation ran now (never what it reused from the ledger): what a budget is charged."""
+
+    rollouts: int = 0
+    tokens: int = 0
+    prompt_tokens: int = 0
+    completion_tokens: int = 0
+
+    def add(self, traj: Trajectory) -> None:
+        self.rollouts += 1
+        self.tokens += traj.tokens
+        self.prompt_tokens += traj.prompt_tokens
+        self.completion_tokens += traj.completion_tokens
 
 
 @dataclass
@@ -37,6 +54,7 @@ class EvalResult:
     seconds: float = 0.0
     tokens: int = 0
     reused: int = 0  # rollouts found in the ledger instead of run
+    spent: Spent = field(default_factory=Spent)  # the rollouts run now
 
     @property
     def n_tasks(self) -> int:
@@ -63,9 +81,11 @@ def eval_id_for(harness_version: str, model_name: str, suite_fingerprint: str, s
 
 
 class Evaluator:
-    def __init__(self, suite: Suite, services: EpisodeServices, ledger: Ledger, concurrency: int = 32):
+    def __init__(self, suite: Suite, services: EpisodeServices, ledger: Ledger, concurrency: int = 32,
+                 executor: Executor | None = None):
         self.suite, self.services, self.ledger = suite, services, ledger
         self.concurrency = concurrency
+        self.executor = executor or LocalExecutor()  # where episodes run; scoring and the ledger stay here
         self._suite_fp: str | None = None
 
     @property
@@ -73,6 +93,11 @@ class Evaluator:
         if self._suite_fp is None:
             self._suite_fp = self.suite.fingerprint()
         return self._suite_fp
+
+    async def episode(self, harness: Harness, task: Task, seed: int) -> Trajectory:
+        """One episode, run in the sandbox and scored, recorded nowhere: a proposer's probe of a working copy
+        (loop/probe.py), whose caller charges it to the budget."""
+        return await self._score(task, await self.executor.run_episode(harness, task, self.services, seed, 0))
 
     async def _score(self, task: Task, traj: Trajectory) -> Trajectory:
         if traj.error and traj.output is None:
@@ -95,9 +120,16 @@ class Evaluator:
         harness_version: str | None = None,
         progress: Callable[[int, int], None] | None = None,
         should_stop: Callable[[], bool] | None = None,
+        on_rollout: Callable[[Trajectory], None] | None = None,
     ) -> EvalResult:
+        """Score the harness on tasks x epochs, reusing the rollouts already recorded. `on_rollout` hears of
+        each rollout run now (after it is recorded), never of a reused one: that is what a budget counts."""
         started = time.monotonic()
         version = harness_version or harness.fingerprint
+        if self.services.demos_version and offers_demos(harness, self.services):  # what the harness sees changed
+            version = f"{version}+demos-{self.services.demos_version}"
+        if self.services.memory_version and uses_memory(harness, self.services):  # so do the lessons it can recall
+            version = f"{version}+memory-{self.services.memory_version}"
         eval_id = eval_id_for(version, self.services.model.name, self.suite_fingerprint, split, epochs, seed)
         self.ledger.open_eval(eval_id, run_id=run_id, candidate_id=candidate_id, harness=version,
                               model=self.services.model.name, suite=self.suite.name,
@@ -123,9 +155,12 @@ class Evaluator:
                     stopped.set()
                     return
                 try:
-                    traj = await run_episode(harness, task, self.services, episode_seed(seed, task.id, epoch), epoch)
+                    traj = await self.executor.run_episode(harness, task, self.services,
+                                                           episode_seed(seed, task.id, epoch), epoch)
                     traj = await self._score(task, traj)
                     self.ledger.add_rollout(eval_id, traj)
+                    if on_rollout:
+                        on_rollout(traj)
                 except Exception:
                     failed.set()  # the parent's failure (ledger, model endpoint): start no more episodes
                     raise
@@ -144,6 +179,8 @@ class Evaluator:
             raise EvalInterrupted(f"evaluation {eval_id} stopped with {finished}/{total} rollouts recorded")
 
         result = self._result(eval_id, split, epochs, tasks, done, reused=total - len(todo))
+        for task, epoch in todo:
+            result.spent.add(done[(task.id, epoch)])
         result.seconds = time.monotonic() - started
         if len(wanted) >= self._n_tasks_recorded(eval_id):
             self.ledger.finish_eval(eval_id, result.summary())

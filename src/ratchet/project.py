@@ -7,6 +7,7 @@ from pathlib import Path
 
 from ratchet.config import ConfigError, ModelSection, ProjectConfig, load_project
 from ratchet.evaluate import Evaluator
+from ratchet.executors import build_executor
 from ratchet.harness.budget import EpisodeLimits
 from ratchet.harness.runtime import EpisodeServices, python_sandbox_limits
 from ratchet.ledger import Ledger
@@ -35,6 +36,7 @@ class Project:
         return tasks[:limit] if limit else tasks
 
     async def aclose(self) -> None:
+        self.evaluator.executor.close()  # a local Ray cluster it started ends here
         await self.model.aclose()
         self.ledger.close()
 
@@ -44,7 +46,8 @@ def make_services(cfg: ProjectConfig, model: ChatModel, recall=None) -> EpisodeS
     return EpisodeServices(
         model=model,
         sandbox=Sandbox(limits, backend=cfg.sandbox.backend),
-        limits=EpisodeLimits(cfg.eval.max_steps, cfg.eval.max_tokens, cfg.eval.timeout_s, cfg.eval.loop_repeats),
+        limits=EpisodeLimits(cfg.eval.max_steps, cfg.eval.max_tokens, cfg.eval.timeout_s, cfg.eval.loop_repeats,
+                             cfg.eval.loop_window, cfg.eval.loop_similarity),
         python_sandbox=Sandbox(python_sandbox_limits(limits), backend=cfg.sandbox.backend),
         recall=recall,
     )
@@ -64,7 +67,20 @@ def open_project(path: str | Path, model: ModelSection | None = None, ledger_url
         raise ConfigError(str(e)) from None
     chat = build_model(cfg.model, cfg.root, cfg.state_dir / "cache.sqlite")
     services = make_services(cfg, chat)
-    return Project(cfg, suite, chat, ledger, services, Evaluator(suite, services, ledger, cfg.eval.concurrency))
+    return Project(cfg, suite, chat, ledger, services, make_evaluator(cfg, suite, services, ledger))
+
+
+def make_evaluator(cfg: ProjectConfig, suite: Suite, services: EpisodeServices, ledger: Ledger) -> Evaluator:
+    """The project's evaluator; with [eval] inspect_logs, one that also writes an Inspect log per evaluation."""
+    executor = build_executor(cfg.executor, cfg)
+    if not cfg.eval.inspect_logs:
+        return Evaluator(suite, services, ledger, cfg.eval.concurrency, executor=executor)
+    from ratchet.export.inspect_log import NEEDS_INSPECT, InspectLogEvaluator, inspect_available
+
+    if not inspect_available():
+        raise ConfigError(f"[eval] inspect_logs = {cfg.eval.inspect_logs!r}: {NEEDS_INSPECT}")
+    return InspectLogEvaluator(suite, services, ledger, cfg.eval.concurrency, out_dir=cfg.root / cfg.eval.inspect_logs,
+                               base_seed=cfg.eval.seed, executor=executor)
 
 
 @dataclass

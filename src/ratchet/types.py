@@ -79,6 +79,12 @@ class SamplingParams:
     n: int = 1
     stop: tuple[str, ...] = ()
     seed: int | None = None
+    # Added later, so their defaults are left out of to_json(): a call that does not use them keeps the cache
+    # key and the ledger record it always had. Every backend honours them (scripted ignores sampling).
+    top_k: int = 0  # 0 = off (all tokens)
+    frequency_penalty: float = 0.0  # OpenAI semantics, in [-2, 2]
+    presence_penalty: float = 0.0  # OpenAI semantics, in [-2, 2]
+    repetition_penalty: float = 1.0  # vLLM / transformers semantics; 1 = off
 
     def __post_init__(self) -> None:
         if not 0.0 <= self.temperature <= 5.0:
@@ -89,12 +95,26 @@ class SamplingParams:
             raise ValueError(f"max_tokens must be >= 1, got {self.max_tokens}")
         if self.n < 1:
             raise ValueError(f"n must be >= 1, got {self.n}")
+        if self.top_k < 0:
+            raise ValueError(f"top_k must be >= 0 (0 = off), got {self.top_k}")
+        for name in ("frequency_penalty", "presence_penalty"):
+            if not -2.0 <= getattr(self, name) <= 2.0:
+                raise ValueError(f"{name} must be in [-2, 2], got {getattr(self, name)}")
+        if not 0.0 < self.repetition_penalty <= 10.0:
+            raise ValueError(f"repetition_penalty must be in (0, 10] (1 = off), got {self.repetition_penalty}")
         object.__setattr__(self, "stop", tuple(self.stop))
 
     def to_json(self) -> dict[str, Any]:
         d = dataclasses.asdict(self)
         d["stop"] = list(self.stop)
+        for name, default in _LATER_DEFAULTS.items():
+            if d[name] == default:
+                del d[name]
         return d
+
+    def extras(self) -> dict[str, Any]:
+        """The parameters set away from their defaults among those added later (top_k, the penalties)."""
+        return {name: getattr(self, name) for name, default in _LATER_DEFAULTS.items() if getattr(self, name) != default}
 
     @classmethod
     def from_json(cls, d: dict[str, Any]) -> SamplingParams:
@@ -103,6 +123,9 @@ class SamplingParams:
         if unknown:
             raise ValueError(f"unknown sampling parameter(s) {sorted(unknown)}; known: {sorted(known)}")
         return cls(**d)
+
+
+_LATER_DEFAULTS: dict[str, Any] = {"top_k": 0, "frequency_penalty": 0.0, "presence_penalty": 0.0, "repetition_penalty": 1.0}
 
 
 @dataclass
@@ -134,6 +157,8 @@ class Trajectory:
     tool_errors: int = 0
     loop: bool = False
     tokens: int = 0
+    prompt_tokens: int = 0  # of `tokens`: what the model read (prices differ from what it wrote)
+    completion_tokens: int = 0
     seconds: float = 0.0
     error: str | None = None  # why the episode ended abnormally (timeout, budget, crash, loop)
     log: str = ""  # what the harness printed (tail)

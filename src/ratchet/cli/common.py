@@ -113,7 +113,7 @@ def check_choice(value: str | None, allowed: tuple[str, ...], what: str) -> None
 
 def check_loop_options(proposer: str | None, approve: str | None) -> None:
     """The options evolve and research share."""
-    check_choice(proposer, ("search", "llm", "mix"), "proposer")
+    check_choice(proposer, ("search", "llm", "mix", "agent", "command"), "proposer")  # loop.proposers.KINDS
     check_choice(approve, ("never", "risky", "always"), "approval mode")
 
 
@@ -169,7 +169,7 @@ def run_id_for(proj, run: str | None, kind: str = "evolve") -> str:
 
 
 CandidateArg = typer.Argument(..., help="Candidate id, a unique prefix of one, or its short name in `ratchet log` (r003: "
-                              "round 3 of the latest run, or of --run).")
+                              "round 3 of the latest run, or of --run; r003b: its second candidate with [loop] population).")
 RunOption = typer.Option(None, "--run", help="Run id for a short candidate name (default: the latest evolve run).")
 
 
@@ -177,10 +177,10 @@ def candidate_id(proj, candidate: str, run: str | None) -> str:
     """A full candidate id from what a user typed: an id, a unique prefix, or `rNNN` of a run."""
     if (row := proj.ledger.candidate(candidate)) is not None:
         return row["id"]
-    short = re.fullmatch(r"r?(\d+)", candidate)
+    short = re.fullmatch(r"r?(\d+)([b-z]?)", candidate)  # r003, or r003b: a population round's second candidate
     if short:
         run_id = run or run_id_for(proj, None, latest_loop_kind(proj))
-        full = f"{run_id}-r{int(short.group(1)):03d}"
+        full = f"{run_id}-r{int(short.group(1)):03d}{short.group(2)}"
         if proj.ledger.candidate(full) is not None:
             return full
     fail(f"no candidate {candidate!r}; `ratchet log PROJECT` lists them")

@@ -33,10 +33,10 @@ def model_override(project: Path, model: str | None, base_url: str | None) -> Mo
 def eval_(
     project: Path = ProjectArg,
     split: str = typer.Option("dev", help="train | dev | holdout | test (test is sealed: use `ratchet test --unseal`)."),
-    epochs: int | None = typer.Option(None, help="Repeats of every task (default: [eval] epochs)."),
+    epochs: int | None = typer.Option(None, help="Repeats of every task (default: \\[eval] epochs)."),
     limit: int | None = typer.Option(None, help="Only the first N tasks of the split."),
-    seed: int | None = typer.Option(None, help="Evaluation seed (default: [eval] seed)."),
-    model: str | None = typer.Option(None, help="Model name (overrides [model] name)."),
+    seed: int | None = typer.Option(None, help="Evaluation seed (default: \\[eval] seed)."),
+    model: str | None = typer.Option(None, help="Model name (overrides \\[model] name)."),
     base_url: str | None = typer.Option(None, help="An OpenAI-compatible endpoint; switches the backend to openai."),
     output: Path | None = typer.Option(None, "--json",
                                           help="Write the result as JSON here (default: .ratchet/eval-SPLIT.json)."),
@@ -48,6 +48,7 @@ def eval_(
     """
     from ratchet.eval_summary import summarize
     from ratchet.evaluate import EvalInterrupted
+    from ratchet.evolve import demos, memory_skill
     from ratchet.harness.loader import load_harness
 
     if split == "test":
@@ -57,6 +58,10 @@ def eval_(
     proj = open_full(project, model=model_override(project, model, base_url))
     with fixable():
         harness = load_harness(proj.cfg.harness_dir)
+    if (offered := demos.offer_latest(proj, harness)) is not None:  # what `ctx.demos` gave it in its latest run
+        console.print(offered, highlight=False)
+    if (served := memory_skill.offer_latest(proj, harness)) is not None:  # what `ctx.skill("memory")` reads
+        console.print(served, highlight=False)
     tasks = proj.tasks(split, limit or proj.cfg.eval.limit)
     if not tasks:
         fail(f"the {split} split is empty; raise [suite] size or the split fraction")

@@ -21,14 +21,29 @@ from ratchet.cli.common import (
     stop_exit_code,
     stop_policy_help,
 )
-from ratchet.console import console, score_pm, table
+from ratchet.console import console, table
+
+
+def print_report(title: str, stored: dict | None) -> bool:
+    """The reconciled report of seed vs best (`loop.reconcile`) as the run summary stores it: a table of the
+    splits, then what the columns mean and the sentences. False when the summary holds none."""
+    from ratchet.loop.reconcile import Report
+    from ratchet.loop.views import REPORT_COLUMNS, report_notes, report_rows
+
+    report = Report.from_json(stored)
+    if report is None:
+        return False
+    console.print(table(title, REPORT_COLUMNS, report_rows(report)))
+    for line in report_notes(report):
+        console.print(line, highlight=False, markup=False)
+    return True
 
 
 @stop_policy_help
 def evolve(
     project: Path = ProjectArg,
-    rounds: int | None = typer.Option(None, help="Rounds to run (default: [loop] rounds). With --resume: the new total."),
-    proposer: str | None = typer.Option(None, help="search | llm | mix (default: [loop] proposer)."),
+    rounds: int | None = typer.Option(None, help="Rounds to run (default: \\[loop] rounds). With --resume: the new total."),
+    proposer: str | None = typer.Option(None, help="search | llm | mix | agent | command (default: \\[loop] proposer)."),
     approve: str | None = typer.Option(None, help="never | risky | always: which candidates wait for `ratchet approve`."),
     resume: bool = typer.Option(False, "--resume",
                                 help="Continue the latest evolve run of this project after a stop, crash or kill."),
@@ -38,7 +53,7 @@ def evolve(
 
     Each round: select a parent, analyse its dev failures, propose a change (search over params.toml
     knobs, an LLM patch, or a mix), guard it, evaluate it paired against its parent, decide, and write
-    a lesson to the ledger and memory.md. A stop file ([guard] stop_file) or Ctrl-C stops cleanly after
+    a lesson to the ledger and memory.md. A stop file (\\[guard] stop_file) or Ctrl-C stops cleanly after
     the current step; `--resume` continues.
     """
     from ratchet.evolve.run import EvolveOptions
@@ -52,7 +67,7 @@ def evolve(
 
     async def go():
         try:
-            return await run_evolve(proj, opts, say=lambda m: console.print(m, highlight=False))
+            return await run_evolve(proj, opts, say=lambda m: console.print(m, highlight=False, markup=False))
         finally:
             await proj.aclose()
 
@@ -63,17 +78,27 @@ def evolve(
         raise typer.Exit(stop_exit_code(outcome.status, outcome.reason))
     console.print(f"finished: {outcome.reason}")
     if outcome.table:
-        console.print(table(f"run {outcome.run_id}: seed vs best", ["harness", "candidate", "commit", "dev", "holdout"],
-                            [[r["harness"], r["candidate"], r["commit"], f"{r['dev']:.3f}", f"{r['holdout']:.3f}"]
-                             for r in outcome.table]))
+        console.print(table(f"run {outcome.run_id}: seed vs best", ["harness", "candidate", "commit"],
+                            [[r["harness"], r["candidate"], r["commit"]] for r in outcome.table]))
+        record = open_record(project)  # the report as the summary stores it: what `ratchet log` and the UI show
+        try:
+            print_report(f"run {outcome.run_id}: seed vs best, paired on each split",
+                         (record.ledger.run(outcome.run_id)["summary"] or {}).get("report"))
+        finally:
+            record.ledger.close()
     console.print(f"the test split is sealed; `ratchet test {project} --unseal` scores seed and best on it (recorded)")
 
 
 
 def log_(project: Path = ProjectArg, run: str | None = typer.Option(None, help="Run id (default: the latest evolve run)."),
          runs: bool = typer.Option(False, "--runs", help="List the runs instead.")) -> None:
-    """The history of a run as a table: round, candidate, parent, change, dev delta with CI, holdout, decision."""
-    from ratchet.loop.views import LOG_COLUMNS, log_rows
+    """The history of a run as a table: round, candidate, parent, proposer (one that failed is named with its
+    tokens, and why under the table), change, dev delta with CI, holdout, decision.
+
+    Then the closing report: seed vs best on dev, holdout and (once unsealed) test, each with intervals, the
+    paired test and the seed it was measured with, and a sentence wherever a round's confirmation and a final
+    figure disagree."""
+    from ratchet.loop.views import LOG_COLUMNS, failure_notes, log_rows
 
     proj = open_record(project)
     if runs:
@@ -88,14 +113,18 @@ def log_(project: Path = ProjectArg, run: str | None = typer.Option(None, help="
         fail(f"no run {run_id!r} in the ledger; `ratchet log PROJECT --runs` lists the runs")
     summary = record["summary"] or {}
     console.print(table(f"run {run_id} ({record['status']})", LOG_COLUMNS, log_rows(proj.ledger, run_id)))
+    for line in failure_notes(proj.ledger, run_id):  # which proposer failed, why, what it cost
+        console.print(line, highlight=False, markup=False)
     unseals = proj.ledger.events(run_id, "unseal")
     test = summary.get("test")
     last = f"; last: seed {test['seed']:.3f}, best {test['best']:.3f}" if test else ""
     console.print(f"sealed test: unsealed {len(unseals)} time(s)" + last)
+    print_report(f"run {run_id}: seed vs best, paired on each split", summary.get("report"))
 
 
 def show(project: Path = ProjectArg, candidate: str = CandidateArg, run: str | None = RunOption) -> None:
-    """One candidate: its diff, rationale, hypothesis, decision figures and lesson."""
+    """One candidate: its diff, rationale, hypothesis, decision figures, the proposers that failed in its round
+    (why, attempts, tokens) and its lesson."""
     from ratchet.loop.views import show_text
 
     proj = open_record(project)
@@ -144,7 +173,10 @@ def adopt(project: Path = ProjectArg, candidate: str = typer.Argument("best", he
 def test_(project: Path = ProjectArg,
           unseal: bool = typer.Option(False, "--unseal", help="Really score the sealed test split (recorded)."),
           run: str | None = typer.Option(None, help="Run id (default: the latest evolve run).")) -> None:
-    """Score the seed and the best harness of a run on the sealed test split. Every unseal is recorded."""
+    """Score the seed and the best harness of a run on the sealed test split. Every unseal is recorded.
+
+    Both are scored on the same test tasks with the same seed; the paired test joins the run's closing report
+    (dev, holdout, test with intervals), which is printed with what it says about the rounds' confirmations."""
     from ratchet.evolve.sealed import unseal as do_unseal
 
     proj = open_full(project)
@@ -161,13 +193,5 @@ def test_(project: Path = ProjectArg,
 
     with fixable():
         rec = asyncio.run(go())
-    earlier = {r["harness"]: r for r in (proj.ledger.run(run_id)["summary"] or {}).get("table", [])}
-
-    def score(label: str, split: str) -> str:
-        value = earlier.get(label, {}).get(split)
-        return "-" if value is None else f"{100 * value:.1f}%"
-
-    console.print(table(f"{run_id}: seed vs best (test unseal #{rec['unseal_number']})",
-                        ["harness", "commit", "dev", "holdout", "test ± se", "test tasks"],
-                        [[k, rec[k]["commit"], score(k, "dev"), score(k, "holdout"), score_pm(rec[k]["mean"], rec[k]["se"]),
-                          rec[k]["n_tasks"]] for k in ("seed", "best")]))
+    console.print(f"seed {rec['seed']['commit']}, best {rec['best']['commit']}; test: {rec['n_tasks']} tasks")
+    print_report(f"{run_id}: seed vs best (test unseal #{rec['unseal_number']}), paired on each split", rec["report"])

@@ -36,6 +36,14 @@ def _settings(cfg, **overrides):
         return with_overrides(parse_flywheel(cfg.flywheel), **overrides)
 
 
+def _power_warnings(tasks, epochs: int, loop) -> list[str]:
+    """Before anything is evaluated: can the comparison's holdout confirm [loop] min_effect (or the default effect
+    of interest)? Under the binomial bound at 50% accuracy, the worst case (no score exists yet)."""
+    from ratchet.power import assumed_noise, split_warnings
+
+    return split_warnings(assumed_noise(0.5), {"holdout": (len(tasks["holdout"]), epochs)}, loop.min_effect, loop.alpha)
+
+
 def _pct(x) -> str:
     return "-" if x is None else f"{100 * float(x):.1f}%"
 
@@ -64,6 +72,8 @@ def flywheel(
     with fixable():
         engine = Flywheel(proj, fw, on_event=lambda m: err_console.print(m, highlight=False),
                           progress=progress_bar, handle_sigint=True)
+    for line in _power_warnings(engine.tasks, fw.eval_epochs, proj.cfg.loop):
+        err_console.print(f"warning: {line}", highlight=False, markup=False)
 
     async def go():
         try:

@@ -6,9 +6,10 @@ import sys
 
 import typer
 
-from ratchet.cli import evolve, flywheel, research, ui
+from ratchet.cli import evolve, export, flywheel, research, ui
 from ratchet.cli.eval import eval_
 from ratchet.cli.init import init
+from ratchet.cli.plan import plan
 
 app = typer.Typer(
     help="ratchet: an AI agent that improves its own harness, data and training recipe - and proves it.\n\n"
@@ -19,6 +20,7 @@ app = typer.Typer(
 
 app.command("init")(init)
 app.command("eval")(eval_)
+app.command("plan")(plan)
 app.command("evolve")(evolve.evolve)
 app.command("log")(evolve.log_)
 app.command("show")(evolve.show)
@@ -32,6 +34,7 @@ app.command("flywheel")(flywheel.flywheel)
 app.command("models")(flywheel.models)
 app.add_typer(flywheel.data_app, name="data")
 app.command("report")(ui.report)
+app.add_typer(export.export_app, name="export")
 
 
 def run() -> None:

@@ -13,9 +13,9 @@ from ratchet.console import console, table
 
 @stop_policy_help
 def research(
-    project: Path = project_arg("Project directory holding ratchet.toml with a [research] table."),
-    rounds: int | None = typer.Option(None, help="Rounds to run (default: [loop] rounds). With --resume: the new total."),
-    proposer: str | None = typer.Option(None, help="search | llm | mix (default: [loop] proposer)."),
+    project: Path = project_arg("Project directory holding ratchet.toml with a \\[research] table."),
+    rounds: int | None = typer.Option(None, help="Rounds to run (default: \\[loop] rounds). With --resume: the new total."),
+    proposer: str | None = typer.Option(None, help="search | llm | mix | agent | command (default: \\[loop] proposer)."),
     approve: str | None = typer.Option(None, help="never | risky | always: which candidates wait for `ratchet approve`."),
     resume: bool = typer.Option(False, "--resume", help="Continue the latest research run of this project."),
     run: str | None = typer.Option(None, help="Continue this run id instead of the latest."),
@@ -25,7 +25,7 @@ def research(
 
     Each round proposes one change (search over params.toml knobs, an LLM edit of the editable files,
     or a mix), runs parent and candidate with the same seeds under the per-trial time budget, decides
-    with a one-sided paired test and confirms on holdout seeds. A stop file ([guard] stop_file) or
+    with a one-sided paired test and confirms on holdout seeds. A stop file (\\[guard] stop_file) or
     Ctrl-C stops cleanly; `--resume` continues without rerunning finished trials. Exit status 1: the
     unmodified repo fails its own command, so there is nothing to improve on.
     """
@@ -61,7 +61,22 @@ def research(
                       f"({'significant' if c['significant'] else 'not significant'} at alpha={proj.cfg.loop.alpha:g})")
     else:
         console.print("no change was kept: the repo is as it was.")
+    for line in report_sentences(proj.cfg.ledger_url, outcome.run_id):  # the rounds' confirmations vs the closing seeds
+        console.print(line, highlight=False, markup=False)
     u = outcome.usage
     console.print(f"cost: {u.get('trials', 0)} trials ({u.get('failed_trials', 0)} failed), {u.get('trial_cpu_s', 0):.0f} "
                   f"CPU-s and {u.get('trial_wall_s', 0):.0f} s in trials, {u.get('wall_s', 0):.0f} s wall in all; "
                   f"results: {results_path(proj, outcome.run_id)}")
+
+
+def report_sentences(ledger_url: str, run_id: str) -> list[str]:
+    """The closing report's sentences (`loop.reconcile`) as the run summary stores them."""
+    from ratchet.ledger import Ledger
+    from ratchet.loop.reconcile import Report
+
+    ledger = Ledger(ledger_url)
+    try:
+        report = Report.from_json((ledger.run(run_id)["summary"] or {}).get("report"))
+    finally:
+        ledger.close()
+    return report.sentences if report else []

@@ -51,6 +51,7 @@ from ratchet.models import build_model
 from ratchet.models.base import ChatModel
 from ratchet.project import Project, make_services
 from ratchet.suites.base import split_of
+from ratchet.tracking import RunInfo, configure, run_tracking
 from ratchet.types import Task, Trajectory
 
 Progress = Callable[[str], AbstractContextManager[Callable[[int, int], None]]]
@@ -96,6 +97,7 @@ class Flywheel:
         self.say = on_event or (lambda msg: None)
         self.progress = progress or _no_progress
         self.handle_sigint = handle_sigint
+        self.tracking = configure(self.cfg.tracking, self.cfg.root, self.say)  # checked before a run is opened
         self.train_fn, self.model_factory = train_fn, model_factory
         self.harness: Harness = load_harness(self.cfg.harness_dir)
         self.gen_harness = sampling_harness(self.harness, self.fw.temperature)
@@ -162,6 +164,8 @@ class Flywheel:
         self.run_id = run_id
         ledger = self.p.ledger
         run = ledger.run(run_id) or {}
+        tracker = run_tracking(self.tracking, ledger, RunInfo(run_id, "flywheel", self.cfg.project.name, run.get("config") or {}),
+                               card=lambda: card_markdown(run_id, self.store.generations(run_id)))
         control = StopControl(self.cfg.guard, total, self.cfg.root / self.cfg.guard.stop_file)
         control.resume_from((run.get("summary") or {}).get("usage", {}))
         if self.handle_sigint:
@@ -175,6 +179,7 @@ class Flywheel:
             done = self.store.generation(run_id, g)
             if done and done["status"] in ("promoted", "rejected", "skipped"):
                 current = done["candidate_model"] if done["status"] == "promoted" else current
+                tracker.generation_done(g)  # a no-op unless the tracker missed it before a stop
                 continue
             why = control.budget_reason() or control.stop_reason()
             if why:
@@ -187,9 +192,11 @@ class Flywheel:
                 break
             control.usage.rounds = g
             ledger.update_run(run_id, summary={"usage": control.usage.to_json(), "current_model": current})
+            tracker.generation_done(g)
         final = await self.final_holdout(current) if status == "finished" else None
         ledger.update_run(run_id, status=status, summary={"usage": control.usage.to_json(), "current_model": current,
                                                           "reason": reason, "final_holdout": final})
+        tracker.finished(status, reason)
         card = self.write_card()
         return FlywheelSummary(run_id, status, reason, current, self.base, self.store.generations(run_id), final,
                                time.monotonic() - started, card)
@@ -231,7 +238,8 @@ class Flywheel:
             sampled = await generate_rollouts(self.evaluator(current), self.gen_harness, self.tasks["train"],
                                               fw.samples_per_task, generation_seed(fw.seed, g), run_id=self.run_id,
                                               progress=cb, should_stop=control.should_stop, splits=self.split)
-        control.spend(rollouts=sampled.n_rollouts - sampled.reused, tokens=sampled.tokens)
+        spent = sampled.spent
+        control.spend(spent.rollouts, spent.tokens, self.cfg.model.usd(spent.prompt_tokens, spent.completion_tokens))
         return sampled
 
     async def verify(self, trajs: list[Trajectory], current: str, g: int) -> tuple[list, list]:
@@ -321,8 +329,9 @@ class Flywheel:
         cmp = await compare(self.evaluator(current), self.evaluator(name), self.harness, self.tasks["dev"],
                             self.tasks["holdout"], epochs=self.fw.eval_epochs, seed=self.fw.eval_seed, loop=self.cfg.loop,
                             mechanism=self.mechanism, run_id=self.run_id,
-                            progress=lambda key: self.progress(f"g{g} {key}"), should_stop=control.should_stop)
-        control.spend(rollouts=cmp.rollouts, tokens=cmp.tokens)
+                            progress=lambda key: self.progress(f"g{g} {key}"), should_stop=control.should_stop,
+                            price=self.cfg.model.usd)
+        control.spend(rollouts=cmp.rollouts, tokens=cmp.tokens, usd=cmp.usd)
         self.p.ledger.set_state(self.run_id, "thresholdout", self.mechanism.to_json())
         return cmp
 

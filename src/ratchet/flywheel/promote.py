@@ -33,9 +33,10 @@ class Comparison:
     reason: str
     means: dict[str, float]  # dev/holdout means of parent and candidate (ledger and report only)
     eval_ids: dict[str, str]
-    rollouts: int = 0
+    rollouts: int = 0  # run for this comparison (reused ones are not counted)
     tokens: int = 0
     stopped_early: bool = False
+    usd: float = 0.0
 
     def to_json(self) -> dict[str, Any]:
         return {"dev": self.dev.to_json(), "holdout": self.holdout.to_json() if self.holdout else None,
@@ -58,10 +59,11 @@ async def compare(parent: Evaluator, candidate: Evaluator, harness: Harness, dev
                   holdout_tasks: Sequence[Task], *, epochs: int, seed: int, loop: LoopSection,
                   mechanism: Thresholdout, run_id: str | None = None,
                   progress: Callable[[str], AbstractContextManager[Callable[[int, int], None]]] | None = None,
-                  should_stop: Callable[[], bool] | None = None) -> Comparison:
+                  should_stop: Callable[[], bool] | None = None,
+                  price: Callable[[int, int], float] = lambda _p, _c: 0.0) -> Comparison:
     """Run the paired evaluations the comparison step asks for (reusing any already in the ledger) and decide."""
     results: dict[str, EvalResult] = {}
-    spent = {"rollouts": 0, "tokens": 0}
+    spent = {"rollouts": 0, "tokens": 0, "usd": 0.0}
     tasks = {"dev": list(dev_tasks), "holdout": list(holdout_tasks)}
 
     async def score(side: step.Side, split: str, units: Sequence[str]) -> step.Scores:
@@ -73,8 +75,9 @@ async def compare(parent: Evaluator, candidate: Evaluator, harness: Harness, dev
             result = await (parent if side == "parent" else candidate).evaluate(
                 harness, chosen, split, epochs, seed, run_id=run_id, progress=cb, should_stop=should_stop)
         results[key] = result
-        spent["rollouts"] += result.n_rollouts - result.reused
-        spent["tokens"] += result.tokens
+        spent["rollouts"] += result.spent.rollouts
+        spent["tokens"] += result.spent.tokens
+        spent["usd"] += price(result.spent.prompt_tokens, result.spent.completion_tokens)
         return result.scores
 
     out = await step.compare(score, [t.id for t in dev_tasks], [t.id for t in holdout_tasks], loop, mechanism,
@@ -85,7 +88,7 @@ async def compare(parent: Evaluator, candidate: Evaluator, harness: Harness, dev
     means = {f"{k.replace('/', '_')}": r.mean for k, r in results.items()}
     return Comparison(dev=d.stats, holdout=d.holdout, promoted=promoted, reason=reason, means=means,
                       eval_ids={k: r.eval_id for k, r in results.items()}, rollouts=spent["rollouts"],
-                      tokens=spent["tokens"], stopped_early=d.stopped_early)
+                      tokens=spent["tokens"], stopped_early=d.stopped_early, usd=spent["usd"])
 
 
 def comparison_from_json(d: dict[str, Any]) -> Comparison:

@@ -13,7 +13,7 @@ import json
 import signal
 import time
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -24,6 +24,7 @@ from ratchet.sandbox import PIPE_LIMIT, Sandbox, SandboxLimits, python_argv
 from ratchet.types import SamplingParams, Task, Trajectory
 
 WORKER_SOURCE = Path(__file__).with_name("worker.py")
+TECHNIQUES_SOURCE = Path(__file__).with_name("techniques.py")  # the harness library the worker offers through ctx
 LOG_TAIL = 4000
 
 
@@ -35,7 +36,23 @@ class EpisodeServices:
     sandbox: Sandbox
     limits: EpisodeLimits
     python_sandbox: Sandbox | None = None  # for the python skill; small limits
-    recall: Callable[[str], str] | None = None  # the memory skill
+    recall: Callable[[str], str] | None = None  # the memory skill: query -> relevant lessons (evolve/memory_skill.py)
+    memory_version: str | None = None  # names the lessons `recall` serves in every evaluation's id
+    demos: list[dict[str, Any]] = field(default_factory=list)  # the demo pool (`ctx.demos`): train examples only
+    demos_version: str | None = None  # names the pool in every evaluation's id (evolve/demos.py)
+
+
+def offers_demos(harness: Harness, services: EpisodeServices) -> bool:
+    """Whether episodes of `harness` get the demo pool: there is one, and the harness's `demos` knob is above 0
+    (so a harness that asks for no demos runs, and is identified, exactly as without a pool)."""
+    knob = harness.params.knobs.get("demos")
+    value = None if knob is None or isinstance(knob.value, bool) else knob.value
+    return bool(services.demos) and isinstance(value, (int, float)) and value > 0
+
+
+def uses_memory(harness: Harness, services: EpisodeServices) -> bool:
+    """Whether episodes of `harness` can read lessons: it enables the memory skill and there are lessons to read."""
+    return services.recall is not None and "memory" in harness.params.skills_enabled
 
 
 def call_seed(episode_seed: int, call_index: int) -> int:
@@ -59,6 +76,7 @@ class _Episode:
             "params": self.harness.params.values(),
             "skills_enabled": list(self.harness.params.skills_enabled),
             "budget": {"steps_left": self.budget.steps_left, "tokens_left": self.budget.tokens_left},
+            **({"demos": self.svc.demos} if offers_demos(self.harness, self.svc) else {}),
         }
 
     def end(self, error: str | None = None) -> None:
@@ -108,6 +126,8 @@ class _Episode:
         completion = await self.svc.model.chat(messages, params)
         self.budget.charge(completion.prompt_tokens + completion.completion_tokens)
         self.traj.tokens = self.budget.tokens
+        self.traj.prompt_tokens += completion.prompt_tokens
+        self.traj.completion_tokens += completion.completion_tokens
         self.traj.messages.append({"request": messages, "params": params.to_json(), "replies": completion.texts,
                                    "cached": completion.cached})
         return {"texts": completion.texts}
@@ -187,7 +207,7 @@ async def run_episode(harness: Harness, task: Task, services: EpisodeServices, s
     """Run one episode in the sandbox; the returned trajectory is not scored yet."""
     ep = _Episode(harness, task, services, seed, epoch)
     started = time.monotonic()
-    files = {**harness.files, "worker.py": WORKER_SOURCE.read_text()}
+    files = {**harness.files, "worker.py": WORKER_SOURCE.read_text(), "techniques.py": TECHNIQUES_SOURCE.read_text()}
     async with await services.sandbox.spawn(python_argv("worker.py"), files=files) as box:
         proc = box.proc
         proc.stdin.write((json.dumps(ep.setup_message()) + "\n").encode())

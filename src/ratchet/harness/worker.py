@@ -22,6 +22,9 @@ from pathlib import Path
 from types import SimpleNamespace
 
 HERE = Path(__file__).resolve().parent
+# harness params that are also sampling parameters: a knob with one of these names sets it on every model call
+_SAMPLING_KNOBS = ("temperature", "top_p", "max_tokens", "top_k", "frequency_penalty", "presence_penalty",
+                   "repetition_penalty")
 
 
 class EpisodeError(RuntimeError):
@@ -106,13 +109,15 @@ class Context:
         self.rules = (HERE / "rules.md").read_text() if (HERE / "rules.md").exists() else ""
         self.budget = SimpleNamespace(**setup["budget"])
         self._user_skills = {}
+        self._task_id = setup["task"]["id"]
+        self._demos = list(setup.get("demos") or [])  # the run's demo pool: verified train examples only
 
     # -- model calls -------------------------------------------------------------------------
     def _request_llm(self, prompt, system, n, sampling):
         messages = [{"role": "user", "content": prompt}] if isinstance(prompt, str) else list(prompt)
         if system:
             messages = [{"role": "system", "content": system}] + messages
-        params = {k: self.params[k] for k in ("temperature", "top_p", "max_tokens") if k in self.params}
+        params = {k: self.params[k] for k in _SAMPLING_KNOBS if k in self.params}
         params.update(sampling)
         params["n"] = n
         return {"op": "llm", "messages": messages, "params": params}
@@ -138,6 +143,47 @@ class Context:
         if not reply.get("ok"):
             raise EpisodeError(reply.get("error", "request refused"))
         return self._absorb(reply)[0]
+
+    # -- generic techniques (techniques.py; docs/harness.md) -----------------------------------------
+    def demos(self, k):
+        """Up to k (input, output) pairs from the demo pool: train tasks the seed solved, verified by the suite."""
+        pool = [d for d in self._demos if d.get("task_id") != self._task_id]
+        return [(d["input"], d["output"]) for d in pool[:max(0, int(k))]]
+
+    def demo_messages(self, k, template="question"):
+        """The first k demos as user/assistant turns, each question written with prompts/TEMPLATE."""
+        turns = []
+        for question, output in self.demos(k):
+            turns += [{"role": "user", "content": self.prompt(template, question=question)},
+                      {"role": "assistant", "content": output}]
+        return turns
+
+    def extract(self, text, strategy=None):
+        """The answer in a reply by the `extract` knob's strategy (or `strategy`); None when there is none."""
+        p = self.params
+        return _techniques().extract(text, strategy or p.get("extract", "raw"), p.get("answer_marker", "Answer:"),
+                                     p.get("answer_regex", ""))
+
+    def answer(self, messages, reply, system=None, retries=None):
+        """The reply's answer. When it fails the format check, ask again with the error shown, up to `retries`
+        times (default: the `format_retries` knob); None when every try failed."""
+        retries = int(self.params.get("format_retries", 0) if retries is None else retries)
+        history = [{"role": "user", "content": messages}] if isinstance(messages, str) else list(messages)
+        found = self.extract(reply)
+        while found is None and retries > 0:
+            retries -= 1
+            p = self.params
+            error = _techniques().format_error(p.get("extract", "raw"), p.get("answer_marker", "Answer:"),
+                                               p.get("answer_regex", ""))
+            history += [{"role": "assistant", "content": reply},
+                        {"role": "user", "content": f"Your reply could not be read: {error}. Reply again."}]
+            reply = self.llm(history, system=system)
+            found = self.extract(reply)
+        return found
+
+    def vote(self, answers):
+        """Self-consistency: the most common answer (after normalising case, spacing, numbers); None if none."""
+        return _techniques().majority(answers)
 
     # -- prompts, skills, logging --------------------------------------------------------------
     def prompt(self, name, **fields) -> str:
@@ -178,6 +224,15 @@ class Context:
 
     def log(self, *parts):
         print(*parts, file=sys.stderr)
+
+
+_TECHNIQUES = []
+
+
+def _techniques():
+    if not _TECHNIQUES:  # loaded on first use: most episodes of a plain harness never need it
+        _TECHNIQUES.append(_import(HERE / "techniques.py", "techniques"))
+    return _TECHNIQUES[0]
 
 
 def _import(path: Path, module_name: str):

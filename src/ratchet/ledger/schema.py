@@ -82,7 +82,7 @@ candidates = sa.Table(
     sa.Column("cost", sa.JSON, nullable=False, default=dict),
     sa.Column("created_at", sa.Float, nullable=False),
     sa.Column("updated_at", sa.Float, nullable=False),
-    sa.UniqueConstraint("run_id", "round", name="uq_candidate_round"),
+    # no unique (run_id, round): a population round has several candidates (ledger/migrate.py drops the old one)
 )
 
 lessons = sa.Table(

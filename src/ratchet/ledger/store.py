@@ -18,6 +18,7 @@ from typing import Any
 import sqlalchemy as sa
 from sqlalchemy.exc import IntegrityError, OperationalError, ProgrammingError
 
+from ratchet.ledger import migrate
 from ratchet.ledger import schema as s
 from ratchet.types import Trajectory
 
@@ -92,6 +93,7 @@ class Ledger:
             self.engine = sa.create_engine(url, pool_pre_ping=True)
         try:
             self._create_schema()
+            migrate.upgrade(self.engine)
             self._check_version()
         except OperationalError as e:
             raise LedgerError(f"cannot open the ledger at {_safe_url(url)}: {e.orig}. Check the path/URL, "

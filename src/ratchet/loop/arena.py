@@ -11,6 +11,8 @@ from __future__ import annotations
 from collections.abc import Callable
 from typing import Protocol
 
+from ratchet.types import Trajectory
+
 Scores = dict[str, list[float]]
 
 
@@ -29,7 +31,9 @@ class Arena(Protocol):
     def units(self, split: str) -> list[str]: ...
 
     async def scores(self, commit: str, split: str, units: list[str], epochs: int, *, seed: int, run_id: str,
-                     candidate_id: str | None, should_stop: Callable[[], bool]) -> tuple[Scores, dict]: ...
+                     candidate_id: str | None, should_stop: Callable[[], bool],
+                     on_rollout: Callable[[Trajectory], None] | None = None) -> tuple[Scores, dict]: ...
+    # on_rollout: called once for each rollout (or trial) run now, never for one reused from the ledger
 
     def failure_context(self, commit: str, max_examples: int) -> tuple[str, dict[str, int]]: ...
 

@@ -51,6 +51,16 @@ async def compare(score: ScoreFn, dev_units: Sequence[str], holdout_units: Seque
     """Decide whether the candidate beats its parent. `holdout` is charged when asked (its state changes).
 
     `decision` carries what is known before evaluation (the round seed, the guard's risk notes)."""
+    out = await compare_dev(score, dev_units, loop, seed=seed, decision=decision)
+    if out.status != CandidateStatus.EVALUATING:
+        return out
+    return await confirm_on_holdout(score, holdout_units, loop, holdout, out)
+
+
+async def compare_dev(score: ScoreFn, dev_units: Sequence[str], loop: LoopSection, *, seed: int,
+                      decision: Decision | None = None) -> Outcome:
+    """The dev part: first slice, then all of dev. Status EVALUATING means dev accepted and holdout is next
+    (a population round first corrects the dev decisions of its candidates for their number: loop/population.py)."""
     decision = decision or Decision()
     parent_dev = await score("parent", "dev", dev_units)
     first = slice_units(dev_units, loop.slice_fraction)
@@ -69,9 +79,18 @@ async def compare(score: ScoreFn, dev_units: Sequence[str], holdout_units: Seque
     if not decision.dev.accepted:
         decision.final, decision.reason = "rejected", decision.dev.reason
         return Outcome(CandidateStatus.REJECTED, decision, cand_dev)
+    return Outcome(CandidateStatus.EVALUATING, decision, cand_dev)
+
+
+async def confirm_on_holdout(score: ScoreFn, holdout_units: Sequence[str], loop: LoopSection, holdout: Thresholdout,
+                             dev: Outcome) -> Outcome:
+    """The holdout part, for a candidate dev accepted: Thresholdout confirms the dev gain, or not."""
+    decision = dev.decision
+    assert decision.dev is not None
     parent_h = await score("parent", "holdout", holdout_units)
     cand_h = await score("candidate", "holdout", holdout_units)
     confirmation = holdout.confirm(decision.dev.mean_diff, parent_h, cand_h, loop.alpha)
     decision.holdout = HoldoutRecord.from_result(confirmation, mean_of(parent_h), mean_of(cand_h))
     decision.final, decision.reason = ("accepted" if confirmation.confirmed else "rejected"), confirmation.reason
-    return Outcome(CandidateStatus.ACCEPTED if confirmation.confirmed else CandidateStatus.REJECTED, decision, cand_dev)
+    status = CandidateStatus.ACCEPTED if confirmation.confirmed else CandidateStatus.REJECTED
+    return Outcome(status, decision, dev.candidate_dev)

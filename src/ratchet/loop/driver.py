@@ -15,12 +15,13 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Protocol
 
-from ratchet.config import GuardSection, LoopSection, ModelSection
+from ratchet.config import GuardSection, LoopSection, ModelSection, TrackingSection
 from ratchet.ledger import Ledger, new_id
 from ratchet.loop import archive as arch
 from ratchet.loop.compare import mean_of
 from ratchet.loop.control import StopControl
-from ratchet.loop.engine import LoopEngine, LoopStopped, RoundResult
+from ratchet.loop.engine import BudgetReached, LoopEngine, LoopStopped, RoundResult
+from ratchet.tracking import RunInfo, configure, run_tracking
 
 Say = Callable[[str], None]
 
@@ -59,6 +60,7 @@ class TierSettings:
     guard: GuardSection
     model: ModelSection
     ledger: Ledger
+    tracking: TrackingSection | None = None  # [tracking]: each run mirrored to MLflow when set
 
 
 class Tier(Protocol):
@@ -113,9 +115,9 @@ def open_engine(tier: Tier, opts: RunOptions, say: Say) -> tuple[LoopEngine, Sto
     if opts.rounds is not None:
         loop = loop.model_copy(update={"rounds": opts.rounds})
     guard = s.guard.model_copy(update={"approve": opts.approve} if opts.approve else {})
-    control = StopControl(guard, loop.rounds, s.root / guard.stop_file, s.model.usd_per_mtok)
-    if resumed:
-        control.resume_from((stored["summary"] or {}).get("usage", {}))
+    control = StopControl(guard, loop.rounds, s.root / guard.stop_file)
+    if resumed:  # the usage saved as it changed; the summary's (as of the last round) for older ledgers
+        control.resume_from(s.ledger.get_state(run_id, "usage") or (stored["summary"] or {}).get("usage", {}))
         s.ledger.update_run(run_id, status="running")
     return tier.build_engine(run_id, loop, guard, control, say), control, resumed
 
@@ -126,8 +128,12 @@ def completed_rounds(ledger: Ledger, run_id: str) -> int:
 
 async def drive(tier: Tier, opts: RunOptions, say: Say = print) -> RunOutcome:
     """Run (or resume) a loop until its round budget, another budget, or a stop."""
+    s = tier.settings
+    tracking = configure(s.tracking, s.root, say)  # checked before a run is opened
     engine, control, resumed = open_engine(tier, opts, say)
-    ledger, run_id = tier.settings.ledger, engine.run_id
+    ledger, run_id = s.ledger, engine.run_id
+    tracker = run_tracking(tracking, ledger, RunInfo(run_id, s.kind, s.name, ledger.run(run_id)["config"]),
+                           engine.repo.read_files)
     if not resumed:
         control.stop_file.unlink(missing_ok=True)
     if opts.handle_sigint:
@@ -152,15 +158,21 @@ async def drive(tier: Tier, opts: RunOptions, say: Say = print) -> RunOutcome:
             outcome.rounds.append(result)
             say(tier.round_line(engine, result))
             write_summary(tier, engine, control)
+            tracker.rounds_done(r)
         outcome.table, outcome.comparison = await tier.final_table(engine)  # a stop here is clean; --resume redoes it
     except LoopStopped as e:
-        ledger.add_event("stop", {"reason": str(e), "round": r}, run_id=run_id)
+        if isinstance(e, BudgetReached):  # inside a round: the round resumes where it was
+            ledger.add_event("budget_stop", {"reason": str(e), "round": r, "inside_round": r + 1}, run_id=run_id)
+        else:
+            ledger.add_event("stop", {"reason": str(e), "round": r}, run_id=run_id)
         if engine.archive:  # empty when the stop came before the seed was scored
             write_summary(tier, engine, control)
         ledger.update_run(run_id, status="stopped")
+        tracker.finished("stopped", str(e))
         return RunOutcome(run_id, "stopped", str(e), outcome.rounds)
     write_summary(tier, engine, control, outcome)
     ledger.update_run(run_id, status="finished")
+    tracker.finished("finished", outcome.reason)
     return outcome
 
 

@@ -11,7 +11,7 @@ from __future__ import annotations
 import asyncio
 import random
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -27,14 +27,24 @@ from ratchet.loop.edits import EditError, changed_files, normalize_path
 from ratchet.loop.gitrepo import CandidateRepo
 from ratchet.loop.guard import check_candidate, proposal_fingerprint
 from ratchet.loop.holdout import Thresholdout
-from ratchet.loop.memory import Lesson, draft_next_step, lesson_text, recall, write_memory_md
+from ratchet.loop.lesson import round_lesson
+from ratchet.loop.memory import claim_memory, lesson_text, project_lessons, recall, write_memory_md
+from ratchet.loop.population import member_suffix, run_population_round, tried_text
+from ratchet.loop.proposer_trouble import announce
 from ratchet.loop.proposers.base import Proposal, ProposalContext, ProposalError, Proposer
 from ratchet.loop.record import FINAL, TO_EVALUATE, CandidateStatus, Decision
-from ratchet.types import jsonable
+from ratchet.loop.workspace import open_round
+from ratchet.models.metered import MeteredModel
+from ratchet.types import Trajectory, jsonable
 
 
 class LoopStopped(RuntimeError):
     """The loop stopped cleanly (stop file, Ctrl-C, budget); `ratchet evolve --resume` continues it."""
+
+
+class BudgetReached(LoopStopped):
+    """A [guard] budget ran out inside a round: the run stops cleanly there; `--resume` (with a larger
+    budget) continues the round where it was."""
 
 
 class TamperError(RuntimeError):
@@ -47,14 +57,17 @@ class RoundResult:
     candidate_id: str
     status: CandidateStatus
     summary: str
+    members: list[RoundResult] = field(default_factory=list)  # a population round: every candidate, in order
 
 
 class LoopEngine:
     def __init__(self, arena: Arena, repo: CandidateRepo, proposer: Proposer, ledger: Ledger, run_id: str,
                  loop: LoopSection, guard: GuardSection, control: StopControl, memory_path: Path,
                  say: Callable[[str], None] = lambda _: None,
-                 path_check: Callable[[dict[str, str | None]], list[str]] | None = None):
+                 path_check: Callable[[dict[str, str | None]], list[str]] | None = None,
+                 usd: Callable[[int, int], float] = lambda _p, _c: 0.0, proposer_meter: MeteredModel | None = None):
         self.arena, self.repo, self.proposer, self.ledger = arena, repo, proposer, ledger
+        self.usd, self.proposer_meter = usd, proposer_meter  # the harness model's prices; the proposer's token count
         self.path_check = path_check  # extra guard on changed paths (research: only editable paths)
         self.run_id, self.loop, self.guard, self.control = run_id, loop, guard, control
         self.memory_path, self.say = memory_path, say
@@ -65,6 +78,7 @@ class LoopEngine:
         self.holdout_units = arena.units("holdout")
         self.rejections_in_a_row = 0
         self.eval_ids: dict[tuple[str, str, int], str | None] = {}
+        self.in_round = False  # budgets are checked between the evaluations of a round
 
     # -- setup and resume ----------------------------------------------------------------------
     async def start(self) -> None:
@@ -89,10 +103,14 @@ class LoopEngine:
         # observed (and counted) again when it resumes, so counting it here too would count it twice.
         observed = state["round"] if state else 0
         self.rejections_in_a_row = 0
-        for row in reversed([c for c in self.ledger.candidates(self.run_id) if c["round"] <= observed]):
-            if row["status"] == CandidateStatus.ACCEPTED:
+        rounds: dict[int, list[str]] = {}  # round -> its candidates' statuses (several in a population round)
+        for c in self.ledger.candidates(self.run_id):
+            if c["round"] <= observed:
+                rounds.setdefault(c["round"], []).append(c["status"])
+        for statuses in reversed(list(rounds.values())):
+            if CandidateStatus.ACCEPTED in statuses:
                 break
-            self.rejections_in_a_row += row["status"] in FINAL
+            self.rejections_in_a_row += any(s in FINAL for s in statuses)
 
     def eval_seed(self, r: int) -> int:
         """Round r's evaluation seed. Parent and candidate share it (paired); each round draws fresh seeds,
@@ -112,6 +130,13 @@ class LoopEngine:
 
     # -- one round -----------------------------------------------------------------------------
     async def run_round(self, r: int) -> RoundResult:
+        self.in_round = True
+        try:
+            return await self._run_round(r)
+        finally:
+            self.in_round = False
+
+    async def _run_round(self, r: int) -> RoundResult:
         row = self.ledger.get_state(self.run_id, f"round/{r}")
         if row is None:
             parent = arch.select_parent(self.archive, self.loop.parent_selection, self.rng)
@@ -123,6 +148,8 @@ class LoopEngine:
             if "rng" in row:
                 self.rng.setstate(_rng_state(row["rng"], self.rng))
         self.ledger.set_state(self.run_id, "rng", list(_jsonable_rng(self.rng.getstate())))
+        if self.loop.population > 1:  # K candidates at once, at most one kept (loop/population.py)
+            return await run_population_round(self, r, parent)
         cand_id = f"{self.run_id}-r{r:03d}"
         existing = self.ledger.candidate(cand_id)
         if existing is None:
@@ -132,29 +159,37 @@ class LoopEngine:
             status = await self._await_approval(cand_id)
         if status in TO_EVALUATE:
             status = await self._evaluate(r, cand_id, parent, existing)
-        return self._remember(r, cand_id, parent)
+        return await self._remember(r, cand_id, parent)
 
     def _member(self, candidate_id: str) -> arch.Member:
         return next(m for m in self.archive if m.candidate_id == candidate_id)
 
-    async def _propose(self, r: int, cand_id: str, parent: arch.Member) -> dict[str, Any]:
+    def proposal_key(self, r: int, cand_id: str) -> str:
+        """Where a candidate's proposal is kept: proposal/3 (and proposal/3b, ... in a population round)."""
+        return f"proposal/{r}{cand_id.removeprefix(f'{self.run_id}-r{r:03d}')}"
+
+    async def _propose(self, r: int, cand_id: str, parent: arch.Member, k: int = 0) -> dict[str, Any]:
+        """Propose, guard and record round r's candidate (the k-th of a population round)."""
         files = self.repo.read_files(parent.commit)
         failures, summary = self.arena.failure_context(parent.commit, self.loop.max_failures_shown)
-        lessons = [Lesson.from_json(_nan(x["data"])) for x in self.ledger.lessons(self.run_id)]
+        lessons = project_lessons(self.ledger, self.run_id, self.memory_path)  # every run's: memory across runs
         ctx = ProposalContext(
             round=r, files=files, params=parse_params(files.get("params.toml", ""), "params.toml"),
             failures_prompt=failures, failure_summary=summary,
-            lessons=[lesson_text(les) for les in recall(lessons, summary)],
-            history=self._history(), seed=self.loop.seed * 100_003 + r, parent_score=parent.dev_mean)
+            lessons=[lesson_text(les) for les in recall(lessons, summary, query=failures)],
+            history=self._history(), seed=self.loop.seed * 100_003 + r + 7919 * k, parent_score=parent.dev_mean)
+        ctx.workspace, ctx.probe = open_round(self, ctx, parent.commit, cand_id)  # the proposer's files and probes
         base = dict(id=cand_id, run_id=self.run_id, round=r, parent_id=parent.candidate_id)
         try:
             proposal = await self.proposer.propose(ctx)
         except ProposalError as e:
+            self._spend_proposer()
             self.ledger.add_candidate(**base, proposer=getattr(self.proposer, "last_used", self.proposer.name),
                                       summary="(no usable proposal)", rationale=str(e), status=CandidateStatus.FAILED,
                                       decision=Decision("failed", str(e), attempts=e.attempts).to_json())
             return self.ledger.candidate(cand_id)
-        self.ledger.set_state(self.run_id, f"proposal/{r}", proposal.to_json())
+        self._spend_proposer()
+        self.ledger.set_state(self.run_id, self.proposal_key(r, cand_id), proposal.to_json())
         new_files = {p: t for p, t in {**files, **proposal.edits}.items() if t is not None}
         changes = changed_files(files, new_files)
         fingerprint = proposal_fingerprint(new_files)
@@ -171,7 +206,8 @@ class LoopEngine:
                                       decision=Decision("rejected", "; ".join(outside), guard=outside).to_json())
             self.ledger.add_event("guard_reject", {"candidate": cand_id, "reasons": outside}, run_id=self.run_id)
             return self.ledger.candidate(cand_id)
-        commit = self.repo.commit_candidate(parent.commit, changes, f"ratchet round {r}: {summary_line}", number=r)
+        commit = self.repo.commit_candidate(parent.commit, changes, f"ratchet round {r}: {summary_line}",
+                                            number=f"{r}{member_suffix(k)}" if k else r)
         diff = self.repo.diff(parent.commit, commit)
         verdict = check_candidate(changes, diff, self.guard, files)
         reasons = verdict.reasons + (self.path_check(changes) if self.path_check else [])
@@ -205,15 +241,34 @@ class LoopEngine:
             await asyncio.sleep(0.5)
 
     async def scores(self, commit: str, split: str, units: list[str], cand_id: str | None, seed: int) -> dict[str, list[float]]:
+        """One evaluation, its new rollouts charged as they are recorded. Inside a round, a budget that ran
+        out stops the run here, between evaluations (the seed's and the closing table's always run)."""
         self.check_tamper()
+        if self.in_round and (why := self.control.budget_reason(rounds=False)) is not None:
+            raise BudgetReached(why)
         try:
             scores, cost = await self.arena.scores(commit, split, units, self.loop.epochs, seed=seed, run_id=self.run_id,
-                                                   candidate_id=cand_id, should_stop=self.control.should_stop)
+                                                   candidate_id=cand_id, should_stop=self.control.should_stop,
+                                                   on_rollout=self._spend_rollout)
         except EvalInterrupted as e:
             raise LoopStopped(self.control.stop_reason() or str(e)) from None
-        self.control.spend(cost.get("rollouts", 0), cost.get("tokens", 0))
         self.eval_ids[(commit, split, seed)] = cost.get("eval_id")
         return scores
+
+    def _spend_rollout(self, traj: Trajectory) -> None:
+        self.control.spend(1, traj.tokens, self.usd(traj.prompt_tokens, traj.completion_tokens))
+        self.save_usage()
+
+    def _spend_proposer(self) -> None:
+        if self.proposer_meter is not None:
+            tokens, usd = self.proposer_meter.take()
+            if tokens or usd:
+                self.control.spend(tokens=tokens, usd=usd, proposer=True)
+                self.save_usage()
+
+    def save_usage(self) -> None:
+        """What the run has spent, in the ledger as it changes: a resumed run continues from it."""
+        self.ledger.set_state(self.run_id, "usage", self.control.usage.to_json())
 
     async def _evaluate(self, r: int, cand_id: str, parent: arch.Member, row: dict[str, Any]) -> CandidateStatus:
         self.ledger.update_candidate(cand_id, status=CandidateStatus.EVALUATING)
@@ -248,35 +303,41 @@ class LoopEngine:
         return status
 
     # -- memory ------------------------------------------------------------------------------------
-    def _remember(self, r: int, cand_id: str, parent: arch.Member) -> RoundResult:
+    async def _remember(self, r: int, cand_id: str, parent: arch.Member,
+                        siblings: list[dict[str, Any]] | None = None) -> RoundResult:
+        """The round's lesson (one per round; a population round's names its other candidates), written from the
+        Decision and critiqued by the proposer's model when there is one (loop/lesson.py); then observe."""
         row = self.ledger.candidate(cand_id)
-        decision = Decision.from_json(row["decision"])
-        stats = decision.stats
-        summary = self.arena.failure_context(parent.commit, 0)[1]
         status = CandidateStatus(row["status"])
-        label = "stopped_early" if status != CandidateStatus.ACCEPTED and decision.slice else status.value
-        nan = float("nan")
-        lesson = Lesson(
-            run_id=self.run_id, round=r, candidate=cand_id, change_summary=row["summary"], hypothesis=row["hypothesis"],
-            effect=stats.mean_diff if stats else nan, ci_low=stats.ci_low if stats else nan,
-            ci_high=stats.ci_high if stats else nan, decision=label,
-            next_step=draft_next_step(stats, summary) if stats else f"{row['status']}: {decision.reason}"[:300],
-            signals=summary)
-        self.ledger.add_lesson(self.run_id, r, cand_id, lesson_text(lesson), jsonable(lesson.to_json()))
-        write_memory_md(self.memory_path, [Lesson.from_json(_nan(x["data"])) for x in self.ledger.lessons(self.run_id)])
-        self._observe(r, row)
+        if not any(x["round"] == r for x in self.ledger.lessons(self.run_id)):  # a resumed round keeps its lesson
+            failures, summary = self.arena.failure_context(parent.commit, self.loop.max_failures_shown)
+            lesson, refused = await round_lesson(self.run_id, r, row, failures, summary, self.proposer_meter, self.loop.seed)
+            self._spend_proposer()  # the critique's tokens
+            if refused:
+                self.ledger.add_event("critique_refused", {"round": r, "candidate": cand_id, "errors": refused},
+                                      run_id=self.run_id)
+            if siblings:
+                lesson.next_step = f"{lesson.next_step} Also tried this round: {tried_text(siblings)}"[:1200]
+            claim_memory(self.ledger, self.run_id, self.memory_path)  # whose lessons these are, before the first
+            self.ledger.add_lesson(self.run_id, r, cand_id, lesson_text(lesson), jsonable(lesson.to_json()))
+        write_memory_md(self.memory_path, project_lessons(self.ledger, self.run_id, self.memory_path))  # every run's
+        for each in [row, *(siblings or [])]:
+            announce(self.ledger, each, self.say)  # e.g. mix benching a proposer: once, as an event and a line
+        self._observe(r, [row, *(siblings or [])])
         return RoundResult(r, cand_id, status, row["summary"])
 
-    def _observe(self, r: int, row: dict[str, Any]) -> None:
+    def _observe(self, r: int, rows: list[dict[str, Any]]) -> None:
         saved = self.ledger.get_state(self.run_id, "proposer")
         if saved and saved["round"] >= r:
             return  # observed before a crash; the saved state already includes it
-        proposal_json = self.ledger.get_state(self.run_id, f"proposal/{r}")
-        if proposal_json:
-            accepted = row["status"] == CandidateStatus.ACCEPTED
-            score = (row["cost"] or {}).get("dev_mean")
-            self.proposer.observe(Proposal.from_json(proposal_json), accepted, score)
-        self.rejections_in_a_row = 0 if row["status"] == CandidateStatus.ACCEPTED else self.rejections_in_a_row + 1
+        for row in sorted(rows, key=lambda c: c["id"]):  # a population round's in proposal order (r003, r003b, ...)
+            proposal_json = self.ledger.get_state(self.run_id, self.proposal_key(r, row["id"]))
+            if proposal_json:
+                accepted = row["status"] == CandidateStatus.ACCEPTED
+                score = (row["cost"] or {}).get("dev_mean")
+                self.proposer.observe(Proposal.from_json(proposal_json), accepted, score)
+        kept = any(row["status"] == CandidateStatus.ACCEPTED for row in rows)
+        self.rejections_in_a_row = 0 if kept else self.rejections_in_a_row + 1
         if self.rejections_in_a_row and self.rejections_in_a_row % self.loop.strategy_switch_after == 0:
             self.proposer.switch_strategy()
             self.ledger.add_event("strategy_switch", {"round": r, "rejections_in_a_row": self.rejections_in_a_row},
@@ -303,10 +364,6 @@ def uncommittable_paths(changes: dict[str, str | None]) -> list[str]:
 def _summary(p: Proposal) -> str:
     first = (p.meta.get("summary") or p.rationale or "").strip().splitlines()
     return (first[0] if first else "change")[:160]
-
-
-def _nan(d: dict[str, Any]) -> dict[str, Any]:
-    return {k: (float("nan") if v is None and k in ("effect", "ci_low", "ci_high") else v) for k, v in d.items()}
 
 
 def _jsonable_rng(state: tuple) -> tuple:

@@ -62,7 +62,7 @@ class CandidateRepo:
     def branch_ref(self) -> str:
         return f"refs/heads/ratchet/{self.run_id}"
 
-    def candidate_ref(self, n: int) -> str:
+    def candidate_ref(self, n: int | str) -> str:  # str: a population round's 3b, 3c, ...
         return f"{self.ref_base}/cand/{n}"
 
     def full_ref(self, name: str) -> str:
@@ -230,7 +230,7 @@ class CandidateRepo:
         return max(numbers, default=0) + 1
 
     def commit_candidate(self, parent_commit: str, edits: dict[str, str | None], message: str,
-                         number: int | None = None) -> str:
+                         number: int | str | None = None) -> str:
         """A commit on `parent_commit` with `edits` (harness path -> new text; None deletes) applied,
         built without a checkout; refs/ratchet/<run>/cand/<number> points at it."""
         parent = self._resolve(parent_commit)

@@ -15,11 +15,12 @@ import tokenize
 import tomllib
 from collections.abc import Iterable
 from dataclasses import dataclass, field
-from functools import lru_cache
 from pathlib import Path
 
 from ratchet.config import ConfigError, GuardSection
+from ratchet.globs import matches_any
 from ratchet.harness.params import parse_params
+from ratchet.loop.skills_check import new_skills, skill_problems
 
 DEFAULT_PROTECTED = ("scorers/**", "suite/**", "data/**", "*.jsonl", "ratchet.toml")
 PARAMS_FILE = "params.toml"
@@ -34,48 +35,6 @@ class GuardVerdict:
     risky_reasons: list[str] = field(default_factory=list)
 
 
-@lru_cache(maxsize=256)
-def _glob_regex(pattern: str) -> re.Pattern[str]:
-    """gitignore-like globs: `*` stays within a path segment, `**` spans segments, a pattern without
-    a slash matches the file name at any depth, a trailing slash means everything below."""
-    pat = pattern.strip().removeprefix("./")
-    anchored = pat.startswith("/") or "/" in pat.rstrip("/")
-    pat = pat.lstrip("/")
-    if pat.endswith("/"):
-        pat += "**"
-    out, i = [], 0
-    while i < len(pat):
-        if pat.startswith("**/", i):
-            out.append("(?:.*/)?")
-            i += 3
-        elif pat.startswith("/**", i) and i + 3 == len(pat):
-            out.append("(?:/.*)?")
-            i += 3
-        elif pat.startswith("**", i):
-            out.append(".*")
-            i += 2
-        elif pat[i] == "*":
-            out.append("[^/]*")
-            i += 1
-        elif pat[i] == "?":
-            out.append("[^/]")
-            i += 1
-        elif pat[i] == "[" and "]" in pat[i + 1:]:
-            j = pat.index("]", i + 1)
-            out.append("[" + pat[i + 1:j].replace("!", "^", 1) + "]")
-            i = j + 1
-        else:
-            out.append(re.escape(pat[i]))
-            i += 1
-    body = "".join(out)
-    return re.compile(("^" if anchored else "^(?:.*/)?") + body + "$")
-
-
-def matches_any(path: str, patterns: Iterable[str]) -> str | None:
-    """The first pattern that matches `path` (harness-relative, posix), or None."""
-    return next((p for p in patterns if p.strip() and _glob_regex(p).match(path)), None)
-
-
 def _unsafe_path(path: str) -> str | None:
     parts = path.split("/")
     if path.startswith("/") or ".." in parts or "" in parts or "\\" in path:
@@ -86,13 +45,14 @@ def _unsafe_path(path: str) -> str | None:
 
 
 def protected_violations(paths: Iterable[str], protected: Iterable[str] = ()) -> list[str]:
-    patterns = list(DEFAULT_PROTECTED) + list(protected)
+    protected = list(protected)
     reasons = []
     for path in paths:
         unsafe = _unsafe_path(path)
         if unsafe:
             reasons.append(f"touches {unsafe}")
-        elif (pat := matches_any(path, patterns)) is not None:
+        # the defaults are their own list, so a project's `!pattern` cannot re-include a scorer or data file
+        elif (pat := matches_any(path, DEFAULT_PROTECTED) or matches_any(path, protected)) is not None:
             reasons.append(f"touches protected path {path!r} (pattern {pat!r}); scorers, suite data and the "
                            "project file are off limits to candidates")
     return reasons
@@ -161,8 +121,14 @@ def check_candidate(changes: dict[str, str | None], diff_text: str, guard: Guard
                        "([guard] max_diff_lines); propose a smaller change")
     reasons += syntax_problems(changes)
     reasons += params_problems(changes)
+    after = {p: t for p, t in {**(parent_files or {}), **changes}.items() if t is not None}
+    harness = "harness.py" in after  # a research repo's skills/ dir is not a harness's skill library
+    if harness:
+        reasons += skill_problems(after, changes)
 
     risky: list[str] = []
+    if harness:  # its code runs in every episode that enables it: a person may want to read it first
+        risky += [f"adds a new skill skills/{name}.py" for name in new_skills(parent_files or {}, changes)]
     for path in changes:
         if (pat := matches_any(path, guard.risky_paths)) is not None:
             risky.append(f"touches {path!r} (risky pattern {pat!r})")

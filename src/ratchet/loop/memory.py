@@ -1,9 +1,13 @@
-"""Lessons: what each round tried, what it measured, and what to try next; recalled by the proposer.
+"""Lessons: what each round tried, what it measured, why, and what to try next; recalled by proposers.
 
 A lesson is written after every round, kept or not, so that rejected ideas are not proposed again
-and the proposer can build on what worked. The ledger stores lessons; ``memory.md`` is a readable
-rendering of them in the run directory. Recall is deliberately simple: rank by how much of the
-current failure mix a lesson's failure signals cover, then kept lessons, then newer ones.
+and the proposer can build on what worked. Lessons belong to the project, not to one run: recall reads
+the lessons of every run of the project (`project_lessons`), and ``memory.md`` in the project directory
+is rewritten from all of them. Recall ranks by BM25 between the current failures and each lesson's text
+(its change, hypothesis, critique and the failures it aimed at; `bm25.py`), plus the share of the
+current failure signals it addressed, whether it was kept, and how recent it is (`recall`). The figures
+in a lesson are the loop's, from its Decision; a proposer model may write only the why and the next step
+(`critique.py`).
 """
 
 from __future__ import annotations
@@ -18,6 +22,8 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
+from ratchet.ledger import Ledger
+from ratchet.loop.bm25 import bm25_scores, tokenize
 from ratchet.loop.decision import DecisionStats
 
 KEPT_DECISIONS = frozenset({"accepted", "confirmed", "kept"})
@@ -53,6 +59,10 @@ class Lesson:
     next_step: str
     signals: dict[str, int]  # failure summary of the parent the change aimed at
     created_at: str = field(default_factory=_now)  # ISO 8601, UTC
+    measured: str = ""  # the loop's figures beyond the effect: p, tasks, holdout confirmation (never holdout means)
+    why: str = ""  # why the measurement differs from the prediction; written by the proposer model, if any
+    critic: str = ""  # the model that wrote `why` and `next_step`; "" = the template
+    failures: str = ""  # the parent's dev failures the change aimed at (clipped): matched by recall, never shown
 
     @property
     def kept(self) -> bool:
@@ -78,11 +88,13 @@ def _interval(lesson: Lesson) -> str:
 
 
 def lesson_text(lesson: Lesson) -> str:
-    """One compact paragraph for a proposer prompt."""
+    """One compact paragraph for a proposer prompt (and for the harness's memory skill)."""
+    measured = f" Measured: {lesson.measured.strip()}." if lesson.measured.strip() else ""
+    why = f" Why ({lesson.critic}): {lesson.why.strip()}" if lesson.why.strip() else ""
     return (
         f"Round {lesson.round} ({lesson.decision}): {lesson.change_summary.strip()} "
         f"Hypothesis: {lesson.hypothesis.strip()} "
-        f"Effect on dev: {lesson.effect:+.3f}{_interval(lesson)}. "
+        f"Effect on dev: {lesson.effect:+.3f}{_interval(lesson)}.{measured}{why} "
         f"Next: {lesson.next_step.strip()}"
     )
 
@@ -99,9 +111,12 @@ def render_memory_md(lessons: Sequence[Lesson]) -> str:
             f"- Change: {les.change_summary.strip()}",
             f"- Hypothesis: {les.hypothesis.strip()}",
             f"- Effect on dev: {les.effect:+.3f}{_interval(les)}",
-            f"- Next: {les.next_step.strip()}",
-            "",
         ]
+        if les.measured.strip():
+            lines.append(f"- Measured: {les.measured.strip()}")
+        if les.why.strip():
+            lines.append(f"- Why ({les.critic}): {les.why.strip()}")
+        lines += [f"- Next: {les.next_step.strip()}", ""]
     return "\n".join(lines)
 
 
@@ -127,19 +142,75 @@ def relevance(lesson: Lesson, failure_summary: Mapping[str, int]) -> float:
     return sum(n for s, n in failure_summary.items() if n > 0 and lesson.signals.get(s, 0) > 0) / total
 
 
-def recall(lessons: Sequence[Lesson], failure_summary: Mapping[str, int], k: int = 5) -> list[Lesson]:
-    """The k lessons most relevant now: by relevance, then kept before rejected, then newest.
+def lesson_document(lesson: Lesson) -> str:
+    """The text recall matches against: the change, the prediction, the critique, the failures aimed at."""
+    return " ".join([lesson.change_summary, lesson.hypothesis, lesson.why, lesson.next_step, " ".join(lesson.signals),
+                     lesson.failures])
 
-    Lessons that share no signal still fill the list (ranked last): early in a run they are the only
-    record of what has been tried.
+
+# Weights of recall's score: text relevance (BM25, scaled to the best match = 1) leads; the share of the
+# current failure signals a lesson addressed, a kept outcome and recency (halving every 10 lessons) break ties.
+TEXT_WEIGHT, SIGNAL_WEIGHT, KEPT_WEIGHT, RECENCY_WEIGHT, RECENCY_HALF_LIFE = 1.0, 0.5, 0.2, 0.2, 10
+
+
+def recall(lessons: Sequence[Lesson], failure_summary: Mapping[str, int], k: int = 5, query: str = "") -> list[Lesson]:
+    """The k lessons most relevant now.
+
+    With a `query` (the current failure report, or what a harness asks its memory skill), by a weighted
+    score: BM25 of the query against `lesson_document`, the share of the current failures whose signal
+    the lesson addressed, kept, recent (the weights above). Without one, or when no lesson shares a word
+    with it: by signal relevance, then kept before rejected, then newest. Lessons that match nothing still
+    fill the list (ranked last): early on they are the only record of what has been tried.
     """
     if k < 0:
         raise ValueError(f"k must be >= 0, got {k}")
     recency = {id(les): rank for rank, les in enumerate(_newest_first(lessons))}
-    ranked = sorted(
-        lessons, key=lambda les: (-relevance(les, failure_summary), not les.kept, recency[id(les)])
-    )
-    return ranked[:k]
+    words = tokenize(query)
+    text = bm25_scores([tokenize(lesson_document(les)) for les in lessons], words) if words else []
+    best = max(text, default=0.0)
+    if best <= 0.0:
+        ranked = sorted(lessons, key=lambda les: (-relevance(les, failure_summary), not les.kept, recency[id(les)]))
+        return ranked[:k]
+    score = {id(les): TEXT_WEIGHT * t / best + SIGNAL_WEIGHT * relevance(les, failure_summary) + KEPT_WEIGHT * les.kept
+             + RECENCY_WEIGHT * 0.5 ** (recency[id(les)] / RECENCY_HALF_LIFE) for les, t in zip(lessons, text)}
+    return sorted(lessons, key=lambda les: (-score[id(les)], recency[id(les)]))[:k]
+
+
+MEMORY_STATE = "memory_path"  # run state: the memory.md a run writes, which names the project its lessons belong to
+
+
+def _memory_key(path: str | Path) -> str:
+    return str(Path(path).resolve())
+
+
+def claim_memory(ledger: Ledger, run_id: str, memory_path: str | Path) -> None:
+    """Record which project memory (its memory.md) the run's lessons belong to; before its first lesson."""
+    if ledger.get_state(run_id, MEMORY_STATE) != _memory_key(memory_path):
+        ledger.set_state(run_id, MEMORY_STATE, _memory_key(memory_path))
+
+
+def project_lessons(ledger: Ledger, run_id: str, memory_path: str | Path) -> list[Lesson]:
+    """Every lesson of the project, oldest first: of the runs of the same kind (evolve, research) and project
+    name that write the same memory.md. Two project directories with one name and one ledger (a shared
+    PostgreSQL) keep their memories apart; a run that never wrote a lesson has no memory recorded, and nothing
+    to add."""
+    run = ledger.run(run_id)
+    if run is None:
+        return []
+    key = _memory_key(memory_path)
+    runs = [r["id"] for r in ledger.runs(run["kind"])
+            if r["project"] == run["project"] and ledger.get_state(r["id"], MEMORY_STATE) in (key, None)]
+    return [Lesson.from_json(_nan(x["data"])) for x in ledger.lessons(project_runs=runs)]
+
+
+def _nan(d: Mapping[str, Any]) -> dict[str, Any]:
+    """A stored lesson's figures: JSON has no NaN, so an effect never measured was stored as None."""
+    return {k: (float("nan") if v is None and k in ("effect", "ci_low", "ci_high") else v) for k, v in d.items()}
+
+
+def memory_answer(lessons: Sequence[Lesson], query: str, k: int = 3) -> str:
+    """What the harness's `memory` skill returns for `query`: the k most relevant lessons, one a line."""
+    return "\n".join(lesson_text(les) for les in recall(lessons, {}, k=k, query=query))
 
 
 def draft_next_step(decision_stats: DecisionStats, signals: Mapping[str, int]) -> str:

@@ -60,7 +60,7 @@ class NoiseArena:
     def units(self, split: str) -> list[str]:
         return self._units[split]
 
-    async def scores(self, commit, split, units, epochs, *, seed, run_id, candidate_id, should_stop):
+    async def scores(self, commit, split, units, epochs, *, seed, run_id, candidate_id, should_stop, on_rollout=None):
         out = {}
         for u in units:  # evaluations are resumable: the same (commit, unit, epoch) keeps its outcome
             out[u] = [self._cache.setdefault((commit, split, seed, u, e), float(self.rng.random() < self.p))

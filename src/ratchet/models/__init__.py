@@ -1,4 +1,4 @@
-"""Chat model backends: local transformers (dynamic batching), OpenAI-compatible HTTP, scripted; plus a cache.
+"""Chat model backends: local transformers (dynamic batching), OpenAI-compatible HTTP, vLLM, scripted; plus a cache.
 
 `build_model` turns a `[model]` config section into a ChatModel. Backends are imported lazily, so that
 importing `ratchet.models` does not import torch.
@@ -35,6 +35,29 @@ def _local_name(name: str, root: Path) -> str:
     return str(registered) if registered is not None else name
 
 
+def _vllm_model(section: ModelSection, root: Path, cache_path: Path | None) -> ChatModel:
+    """A vLLM server ratchet starts for the model `section.name` names, or the one at `section.base_url`."""
+    from ratchet.models.openai import OpenAIModel
+    from ratchet.models.vllm import VLLMModel, VLLMServer, find_vllm
+
+    def client(base_url: str) -> OpenAIModel:
+        return OpenAIModel(section.name, base_url, api_key_env=section.api_key_env, concurrency=section.concurrency,
+                           timeout_s=section.timeout_s, max_retries=section.max_retries)
+
+    if section.base_url:
+        return VLLMModel(section.name, client(section.base_url), None, section.start_timeout_s)
+    from ratchet.models.gguf import is_adapter_dir, resolve_local_model
+
+    model_dir = resolve_local_model(_local_name(section.name, root))
+    if is_adapter_dir(model_dir):
+        raise ModelError(f"{model_dir} is a PEFT adapter; vLLM serves whole models: merge it into its base first "
+                         "(the flywheel's registry models are merged already)")
+    dtype = "bfloat16" if section.dtype == "auto" else section.dtype
+    log_dir = cache_path.parent / "vllm" if cache_path is not None else None
+    server = VLLMServer(find_vllm(section.vllm_bin), model_dir, section.name, dtype, section.vllm_args, log_dir)
+    return VLLMModel(section.name, client(server.base_url), server, section.start_timeout_s)
+
+
 def build_model(section: ModelSection, root: Path, cache_path: Path | None = None) -> ChatModel:
     """The ChatModel a `[model]` section describes, behind a cache when `section.cache` and `cache_path` are set."""
     model: ChatModel
@@ -59,6 +82,8 @@ def build_model(section: ModelSection, root: Path, cache_path: Path | None = Non
             timeout_s=section.timeout_s,
             max_retries=section.max_retries,
         )
+    elif section.backend == "vllm":
+        model = _vllm_model(section, root, cache_path)
     elif section.backend == "scripted":
         from ratchet.models.scripted import ScriptedModel
 
@@ -70,7 +95,7 @@ def build_model(section: ModelSection, root: Path, cache_path: Path | None = Non
         script = Path(section.script)
         model = ScriptedModel.from_file(script if script.is_absolute() else root / script)
     else:  # the config's Literal already rejects this; kept so a new backend cannot be half-added
-        raise ConfigError(f"[model] backend {section.backend!r} is not known; use local, openai or scripted")
+        raise ConfigError(f"[model] backend {section.backend!r} is not known; use local, openai, vllm or scripted")
     if section.cache and cache_path is not None:
         from ratchet.models.cache import CachedModel
 

@@ -23,6 +23,7 @@ from typing import Any, Protocol
 import torch
 
 from ratchet.models.base import ModelError
+from ratchet.models.sampling import RowSampler
 
 
 @dataclass(frozen=True)
@@ -35,6 +36,14 @@ class RowRequest:
     top_p: float = 1.0
     stop: tuple[str, ...] = ()
     seed: int = 0
+    top_k: int = 0  # 0 = off
+    frequency_penalty: float = 0.0  # OpenAI semantics: minus this times the token's count in the output so far
+    presence_penalty: float = 0.0  # minus this once the token is in the output
+    repetition_penalty: float = 1.0  # transformers/vLLM semantics, over prompt and output; 1 = off
+
+    @property
+    def penalties(self) -> tuple[float, float, float]:
+        return self.frequency_penalty, self.presence_penalty, self.repetition_penalty
 
 
 @dataclass(frozen=True)
@@ -77,67 +86,6 @@ class StepModel(Protocol):
         ...
 
     def detokenize(self, ids: Sequence[int]) -> str: ...
-
-
-# ---------------------------------------------------------------- sampling
-
-
-class RowSampler:
-    """Greedy or temperature/top-p sampling, vectorised over rows, with one generator per row.
-
-    Rows are numbered in the order they were added; rows that join a running batch are added later.
-    """
-
-    def __init__(self, rows: Sequence[RowRequest], device: torch.device):
-        self.device = device
-        self.temperature: list[float] = []
-        self.top_p: list[float] = []
-        self.generators: list[torch.Generator | None] = []
-        self.add(rows)
-
-    def add(self, rows: Sequence[RowRequest]) -> None:
-        for r in rows:
-            self.temperature.append(r.temperature)
-            self.top_p.append(r.top_p)
-            if r.temperature > 0:
-                g = torch.Generator()  # on CPU: one uniform draw per step is all it makes
-                g.manual_seed(r.seed)
-                self.generators.append(g)
-            else:
-                self.generators.append(None)
-
-    def sample(self, logits: torch.Tensor, active: Sequence[int]) -> torch.Tensor:
-        """Next token for each active row; `active[j]` is the row number of logits row j."""
-        tokens = logits.argmax(dim=-1)
-        sampled = [j for j, i in enumerate(active) if self.generators[i] is not None]
-        if not sampled:
-            return tokens
-        originals = [active[j] for j in sampled]
-        sel = torch.tensor(sampled, device=logits.device)
-        temps = torch.tensor([self.temperature[i] for i in originals], device=logits.device).unsqueeze(-1)
-        probs = torch.softmax(logits.index_select(0, sel) / temps, dim=-1)
-        uniforms = torch.stack([torch.rand((), generator=self.generators[i]) for i in originals]).to(logits.device)
-        top_p = torch.tensor([self.top_p[i] for i in originals], device=logits.device)
-        nucleus = top_p < 1.0
-        choice = torch.empty(len(sampled), dtype=torch.long, device=logits.device)
-        if (~nucleus).any():  # plain sampling needs no sort: invert the CDF in vocabulary order
-            idx = (~nucleus).nonzero().squeeze(-1)
-            choice[idx] = _inverse_cdf(probs[idx], uniforms[idx])
-        if nucleus.any():
-            idx = nucleus.nonzero().squeeze(-1)
-            sorted_p, order = probs[idx].sort(dim=-1, descending=True)
-            outside = (sorted_p.cumsum(-1) - sorted_p) >= top_p[idx].unsqueeze(-1)  # the top token always stays
-            picked = _inverse_cdf(sorted_p.masked_fill(outside, 0.0), uniforms[idx])
-            choice[idx] = order.gather(-1, picked.unsqueeze(-1)).squeeze(-1)
-        tokens[sel] = choice
-        return tokens
-
-
-def _inverse_cdf(probs: torch.Tensor, uniforms: torch.Tensor) -> torch.Tensor:
-    cdf = probs.cumsum(dim=-1)
-    targets = (uniforms * cdf[:, -1]).unsqueeze(-1)
-    # right=True: a token whose probability is zero (outside the nucleus) can never be the first cdf > target
-    return torch.searchsorted(cdf, targets, right=True).squeeze(-1).clamp(max=probs.shape[-1] - 1)
 
 
 # ---------------------------------------------------------------- one decode run
@@ -271,7 +219,7 @@ class _Decode:
 
     def advance(self, batch: _KVBatch) -> tuple[torch.Tensor, list[int]]:
         """Sample the next token of every row in `batch`; returns the tokens and the positions still live."""
-        tokens = self.sampler.sample(batch.logits, batch.rows)
+        tokens = self.sampler.sample(batch.logits, batch.rows, self.generated)
         live = []
         for j, (i, tok) in enumerate(zip(batch.rows, tokens.tolist())):
             if self.results[i] is not None:

@@ -1,7 +1,8 @@
 """The local backend: a transformers causal LM behind the ChatModel protocol, with dynamic batching.
 
 The model-specific part is small: apply the chat template, run a forward pass over a KV cache, pick rows
-of the cache, decode tokens. Queueing, padding, sampling and stopping live in batching.py.
+of the cache, decode tokens. Queueing, padding and stopping live in batching.py, sampling (top-k, top-p, the
+penalties) in sampling.py.
 """
 
 from __future__ import annotations
@@ -175,6 +176,10 @@ class LocalModel:
                 top_p=params.top_p,
                 stop=params.stop,
                 seed=seed + k,  # sample k of a seeded call is reproducible on its own
+                top_k=params.top_k,
+                frequency_penalty=params.frequency_penalty,
+                presence_penalty=params.presence_penalty,
+                repetition_penalty=params.repetition_penalty,
             )
             for k in range(params.n)
         ]

@@ -1,8 +1,11 @@
 """Any OpenAI-compatible chat endpoint (vLLM, llama.cpp server, Ollama, OpenAI, ...) as a ChatModel.
 
-Calls run concurrently up to `concurrency`; 429, 5xx, timeouts and connection errors are retried with
-exponential backoff and jitter (a server's Retry-After wins when it asks for longer). The API key is read
-from an environment variable, sent only in the Authorization header, and scrubbed from every message.
+Requests go through the official `openai` SDK (`AsyncOpenAI`): its timeouts, its retries of 408, 409, 429,
+5xx, timeouts and connection errors, with ratchet's backoff (exponential with jitter; a server's Retry-After
+wins when it asks for longer, capped at `max_backoff_s`). Calls run concurrently up to `concurrency`. The
+API key is read from an environment variable, sent only in the Authorization header, and scrubbed from
+every message. The reply is decoded here (not by the SDK's models), so a server replying garbage gets an
+error that quotes it.
 """
 
 from __future__ import annotations
@@ -16,13 +19,15 @@ import time
 from dataclasses import dataclass
 from typing import Any
 
-import httpx
+import httpx2  # the HTTP library the openai SDK is built on (its fork of httpx)
+import openai
 
 from ratchet.models.base import ModelError, ModelUnavailable
 from ratchet.types import Completion, Message, SamplingParams
 
 RETRY_STATUSES = frozenset({408, 409, 429}) | frozenset(range(500, 600))
 _SNIPPET = 300  # characters of a server's reply quoted in an error
+_SDK_KEY = "unused"  # the SDK insists on a key of its own; it is never sent (see OpenAIModel._session)
 
 
 @dataclass(frozen=True)
@@ -55,20 +60,20 @@ def parse_retry_after(value: str | None) -> float | None:
     return max(0.0, when.timestamp() - time.time())
 
 
-def request_body(model: str, messages: list[Message], params: SamplingParams, n: int) -> dict[str, Any]:
-    body: dict[str, Any] = {
-        "model": model,
-        "messages": messages,
-        "temperature": params.temperature,
-        "top_p": params.top_p,
-        "max_tokens": params.max_tokens,
-        "n": n,
-    }
+def request_kwargs(params: SamplingParams, n: int) -> dict[str, Any]:
+    """`chat.completions.create` arguments for `params`, one to one; what the OpenAI API lacks goes in extra_body."""
+    kwargs: dict[str, Any] = {"temperature": params.temperature, "top_p": params.top_p, "max_tokens": params.max_tokens, "n": n}
     if params.stop:
-        body["stop"] = list(params.stop)
+        kwargs["stop"] = list(params.stop)
     if params.seed is not None:
-        body["seed"] = params.seed
-    return body
+        kwargs["seed"] = params.seed
+    extras = params.extras()
+    for name in ("frequency_penalty", "presence_penalty"):
+        if name in extras:
+            kwargs[name] = extras.pop(name)
+    if extras:  # top_k, repetition_penalty: vLLM's sampling extensions
+        kwargs["extra_body"] = extras
+    return kwargs
 
 
 def parse_reply(data: Any, url: str) -> tuple[list[str], int, int]:
@@ -84,6 +89,30 @@ def parse_reply(data: Any, url: str) -> tuple[list[str], int, int]:
         raise ModelError(f"{url} returned no choices")
     usage = data.get("usage") or {}
     return texts, int(usage.get("prompt_tokens") or 0), int(usage.get("completion_tokens") or 0)
+
+
+class _Client(openai.AsyncOpenAI):
+    """AsyncOpenAI whose retries wait as ratchet's RetryPolicy says (the SDK's own waits are fixed constants)."""
+
+    retry_policy = RetryPolicy()
+
+    def _calculate_retry_timeout(self, remaining_retries: int, options: Any, response_headers: Any = None) -> float:
+        attempt = max(0, options.get_max_retries(self.max_retries) - remaining_retries)
+        header = response_headers.get("retry-after") if response_headers is not None else None
+        return self.retry_policy.delay(attempt, parse_retry_after(header))
+
+    def _should_retry(self, response: httpx2.Response) -> bool:
+        # the SDK gives up on a Retry-After over two minutes; ratchet waits max_backoff_s and tries again
+        said = response.headers.get("x-should-retry")
+        return said == "true" if said in ("true", "false") else response.status_code in RETRY_STATUSES
+
+
+def _attempts(request: Any, default: int) -> int:
+    """How many attempts the SDK made, from the retry count it stamps on each request."""
+    try:
+        return int(request.headers.get("x-stainless-retry-count")) + 1
+    except (AttributeError, TypeError, ValueError):
+        return default
 
 
 class OpenAIModel:
@@ -105,7 +134,8 @@ class OpenAIModel:
         if concurrency < 1:
             raise ModelError(f"concurrency must be >= 1, got {concurrency}")
         self.name = name
-        self.url = base_url.rstrip("/") + "/chat/completions"
+        self.base_url = base_url.rstrip("/")
+        self.url = self.base_url + "/chat/completions"
         self.api_key_env = api_key_env
         self.retry = RetryPolicy(max_retries, backoff_s, max_backoff_s)
         self.concurrency = concurrency
@@ -113,20 +143,25 @@ class OpenAIModel:
         self._key = os.environ.get(api_key_env) or None  # a local server (vLLM, llama.cpp) may need none
         # a client and a semaphore belong to one event loop; made on first use in the loop that calls
         self._loop: asyncio.AbstractEventLoop | None = None
-        self._client: httpx.AsyncClient | None = None
+        self._client: _Client | None = None
         self._slots: asyncio.Semaphore | None = None
 
-    def _session(self) -> tuple[httpx.AsyncClient, asyncio.Semaphore]:
+    def _session(self) -> tuple[_Client, asyncio.Semaphore]:
         loop = asyncio.get_running_loop()
         if self._client is None or self._slots is None or self._loop is not loop:
+            limits = httpx2.Limits(max_connections=self.concurrency, max_keepalive_connections=self.concurrency)
+            # The key rides on the HTTP client, which sends the header as written (`Authorization`; the SDK
+            # lowercases the headers it makes), and each request omits the SDK's own (see _post); no key, no header.
             headers = {"Authorization": f"Bearer {self._key}"} if self._key else {}
-            self._client = httpx.AsyncClient(
-                headers=headers,
-                timeout=httpx.Timeout(self.timeout_s),
-                limits=httpx.Limits(max_connections=self.concurrency, max_keepalive_connections=self.concurrency),
+            client = _Client(
+                api_key=_SDK_KEY,
+                base_url=self.base_url,
+                timeout=self.timeout_s,
+                max_retries=self.retry.max_retries,
+                http_client=openai.DefaultAsyncHttpxClient(limits=limits, timeout=self.timeout_s, headers=headers),
             )
-            self._slots = asyncio.Semaphore(self.concurrency)
-            self._loop = loop
+            client.retry_policy = self.retry
+            self._client, self._slots, self._loop = client, asyncio.Semaphore(self.concurrency), loop
         return self._client, self._slots
 
     def __repr__(self) -> str:  # the key never appears, only where it comes from
@@ -142,38 +177,36 @@ class OpenAIModel:
         while len(texts) < params.n:
             seed = None if params.seed is None else params.seed + len(texts)
             asked = SamplingParams(**{**params.to_json(), "seed": seed, "n": params.n - len(texts)})
-            got, p_tok, c_tok = await self._post(request_body(self.name, messages, asked, asked.n))
+            got, p_tok, c_tok = await self._post(messages, request_kwargs(asked, asked.n))
             texts += got[: asked.n]
             prompt_tokens = prompt_tokens or p_tok
             completion_tokens += c_tok
         return Completion(texts=texts, prompt_tokens=prompt_tokens, completion_tokens=completion_tokens)
 
-    async def _post(self, body: dict[str, Any]) -> tuple[list[str], int, int]:
+    async def _post(self, messages: list[Message], kwargs: dict[str, Any]) -> tuple[list[str], int, int]:
         client, slots = self._session()
-        last = ""
-        for attempt in range(self.retry.max_retries + 1):
-            retry_after: float | None = None
-            async with slots:
-                try:
-                    response = await client.post(self.url, json=body)
-                except httpx.TimeoutException:
-                    last = f"timed out after {self.timeout_s:g} s"
-                except httpx.TransportError as e:
-                    last = f"connection error ({type(e).__name__}: {self._scrub(str(e))})"
-                else:
-                    if response.status_code == 200:
-                        return self._decode(response)
-                    last = f"HTTP {response.status_code}: {self._scrub(response.text[:_SNIPPET])}"
-                    if response.status_code not in RETRY_STATUSES:
-                        raise ModelError(f"{self.url} refused the request ({last}); check the model name, key and request")
-                    retry_after = parse_retry_after(response.headers.get("retry-after"))
-            if attempt < self.retry.max_retries:
-                await asyncio.sleep(self.retry.delay(attempt, retry_after))
-        raise ModelUnavailable(f"{self.url} failed after {self.retry.max_retries + 1} attempt(s); last: {last}")
+        kwargs["extra_headers"] = {"Authorization": openai.omit}  # the HTTP client's, if any, is sent instead
+        tries = self.retry.max_retries + 1
+        async with slots:
+            try:
+                raw = await client.chat.completions.with_raw_response.create(model=self.name, messages=messages, **kwargs)
+            except openai.APIStatusError as e:
+                last = f"HTTP {e.status_code}: {self._scrub(e.response.text[:_SNIPPET])}"
+                if e.status_code not in RETRY_STATUSES:
+                    raise ModelError(f"{self.url} refused the request ({last}); check the model name, key and request") from None
+                tries = _attempts(e.response.request, tries)
+            except openai.APITimeoutError:
+                last = f"timed out after {self.timeout_s:g} s"
+            except openai.APIConnectionError as e:
+                cause = e.__cause__ or e
+                last = f"connection error ({type(cause).__name__}: {self._scrub(str(cause))})"
+            else:
+                return self._decode(raw.http_response)
+        raise ModelUnavailable(f"{self.url} failed after {tries} attempt(s); last: {last}")
 
-    def _decode(self, response: httpx.Response) -> tuple[list[str], int, int]:
+    def _decode(self, response: httpx2.Response) -> tuple[list[str], int, int]:
         try:
-            data = response.json()
+            data = json.loads(response.text)
         except (json.JSONDecodeError, UnicodeDecodeError):
             raise ModelUnavailable(
                 f"{self.url} returned a reply that is not valid JSON: {self._scrub(response.text[:_SNIPPET])!r}"
@@ -185,5 +218,5 @@ class OpenAIModel:
 
     async def aclose(self) -> None:
         if self._client is not None and self._loop is asyncio.get_running_loop():
-            await self._client.aclose()
+            await self._client.close()
         self._client = self._slots = self._loop = None

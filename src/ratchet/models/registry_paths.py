@@ -1,7 +1,7 @@
 """Where the model registry keeps a trained model's weights: `<project>/.ratchet/models/<name>/`.
 
 The one definition of the registry's on-disk layout. It lives below both its users: the local backend
-(`[model] name = "<registry name>"` loads a model the flywheel trained) and `ratchet.flywheel.registry`,
+(`[model] name = "<registry name>"` loads a model the flywheel trained) and the flywheel's registry module,
 which writes the models and their ledger rows.
 """
 

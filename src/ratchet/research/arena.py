@@ -17,6 +17,7 @@ from collections.abc import Callable
 from pathlib import Path
 
 from ratchet.evaluate import EvalInterrupted
+from ratchet.executors import Executor, LocalExecutor
 from ratchet.ledger import Ledger
 from ratchet.loop.arena import ArenaFailure, Scores
 from ratchet.loop.gitrepo import CandidateRepo
@@ -52,8 +53,10 @@ def data_fingerprint(paths: list[Path]) -> list[list]:
 
 
 class CommandArena:
-    def __init__(self, project: ResearchProject, repo: CandidateRepo, ledger: Ledger, evaluator: CommandEvaluator):
+    def __init__(self, project: ResearchProject, repo: CandidateRepo, ledger: Ledger, evaluator: CommandEvaluator,
+                 executor: Executor | None = None):
         self.project, self.spec, self.repo, self.ledger, self.evaluator = project, project.spec, repo, ledger, evaluator
+        self.executor = executor or LocalExecutor()  # where trials run ([executor]); their results are recorded here
         self.name = f"{project.name}:{' '.join(self.spec.argv)[:60]}"
         self.failures: list[tuple[str, TrialResult]] = []  # (commit, trial), most recent last
         self._last_dev: dict[str, list[TrialResult]] = {}
@@ -67,7 +70,7 @@ class CommandArena:
         n = self.spec.seeds if split == "dev" else self.spec.holdout_seeds
         return [f"{UNIT_PREFIX[split]}-{i}" for i in range(n)]
 
-    async def scores(self, commit, split, units, epochs, *, seed, run_id, candidate_id, should_stop):
+    async def scores(self, commit, split, units, epochs, *, seed, run_id, candidate_id, should_stop, on_rollout=None):
         fp = self.fingerprint()
         eval_id = trial_eval_id(commit, fp, split, epochs, seed)
         self.ledger.open_eval(eval_id, run_id=run_id, candidate_id=candidate_id, harness=commit, model="command",
@@ -75,7 +78,7 @@ class CommandArena:
                               n_tasks=len(units))
         done = {(t.task_id, t.epoch): t for t in self.ledger.rollouts(eval_id)}
         todo = [(u, e) for u in units for e in range(epochs) if (u, e) not in done]
-        fresh = await self._run_all(commit, split, seed, todo, eval_id, should_stop) if todo else []
+        fresh = await self._run_all(commit, split, seed, todo, eval_id, should_stop, on_rollout) if todo else []
         for r in fresh:
             done[(r.unit, r.epoch)] = self._trajectory(r)
         scores: Scores = {u: [done[(u, e)].score for e in range(epochs)] for u in units}
@@ -110,7 +113,8 @@ class CommandArena:
 
     # -- running trials ---------------------------------------------------------------------------
     async def _run_all(self, commit: str, split: str, round_seed: int, todo: list[tuple[str, int]], eval_id: str,
-                       should_stop: Callable[[], bool]) -> list[TrialResult]:
+                       should_stop: Callable[[], bool],
+                       on_rollout: Callable[[Trajectory], None] | None = None) -> list[TrialResult]:
         checkout = self.repo.worktree(commit)
         gate = asyncio.Semaphore(self.spec.parallel)
         finished: list[TrialResult] = []
@@ -121,9 +125,16 @@ class CommandArena:
             async with gate:
                 if failed.is_set() or should_stop():
                     return None
-                r = await self.evaluator.run_trial(checkout, unit, epoch, trial_seed(round_seed, split, unit, epoch), split)
+                seed = trial_seed(round_seed, split, unit, epoch)
+                r = await self.executor.run_trial(self.evaluator.run_trial, checkout, unit, epoch, seed, split,
+                                                  lost=lambda why: lost_trial(unit, epoch, seed, split, why))
+            traj = self._trajectory(r) if r.ok else Trajectory(task_id=r.unit, epoch=r.epoch, seed=r.seed,
+                                                                 seconds=r.seconds, error=r.status)
             if r.ok:
-                self.ledger.add_rollout(eval_id, self._trajectory(r))
+                self.ledger.add_rollout(eval_id, traj)
+            if on_rollout:  # a failed trial was run too: it counts towards the budget
+                on_rollout(traj)
+            if r.ok:
                 finished.append(r)
                 if self.progress:
                     self.progress(label, len(finished), len(todo))
@@ -186,6 +197,12 @@ class CommandArena:
             lines = [f"- {c[:8]} {t.unit}: {t.status}: {t.reason}\n{t.log_tail}" for c, t in recent]
             parts += ["## Recent failed trials (their changes were not kept)", "\n".join(lines)]
         return "\n\n".join(parts)
+
+
+def lost_trial(unit: str, epoch: int, seed: int, split: str, why: str) -> TrialResult:
+    """A trial whose worker died for good (the Ray executor, after its retries): a crash, never a score."""
+    return TrialResult(unit=unit, epoch=epoch, seed=seed, split=split, status="crash", value=None, reason=why,
+                       log_tail="(no output: the worker running the trial was lost)", seconds=0.0, returncode=None)
 
 
 def trial_record(t: Trajectory) -> dict:

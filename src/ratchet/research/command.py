@@ -86,8 +86,10 @@ def split_cpu(stderr: str) -> tuple[str, float | None]:
 
 
 def trial_env(spec: ResearchSection, seed: int, split: str, unit: str) -> dict[str, str]:
-    """What the command is told: its seed, split and budget (the rest of the environment is built from nothing)."""
-    return {**spec.env, "RATCHET_SEED": str(seed), "RATCHET_SPLIT": split, "RATCHET_UNIT": unit,
+    """What the command is told: its seed, split and budget (the rest of the environment is built from nothing),
+    and the GPUs it was given (a Ray worker's CUDA_VISIBLE_DEVICES, set by Ray for a trial's num_gpus)."""
+    gpus = {"CUDA_VISIBLE_DEVICES": os.environ["CUDA_VISIBLE_DEVICES"]} if "CUDA_VISIBLE_DEVICES" in os.environ else {}
+    return {**spec.env, **gpus, "RATCHET_SEED": str(seed), "RATCHET_SPLIT": split, "RATCHET_UNIT": unit,
             "RATCHET_BUDGET_S": f"{spec.budget_s:g}", "PYTHONUNBUFFERED": "1"}
 
 

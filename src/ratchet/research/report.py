@@ -9,8 +9,10 @@ import io
 from pathlib import Path
 from typing import Any
 
+from ratchet.config import LoopSection
 from ratchet.loop.decision import DecisionStats
 from ratchet.loop.record import CandidateStatus, Decision
+from ratchet.power import POWER, min_detectable_effect, noise_from_scores, split_warnings
 from ratchet.research.config import ResearchSection
 
 TSV_COLUMNS = ["round", "candidate", "commit", "proposer", "status", "dev_parent", "dev_candidate", "dev_delta",
@@ -19,6 +21,25 @@ TSV_COLUMNS = ["round", "candidate", "commit", "proposer", "status", "dev_parent
 
 def to_metric(spec: ResearchSection, score: float | None) -> float | None:
     return None if score is None else spec.sign * score
+
+
+def power_lines(spec: ResearchSection, loop: LoopSection, seed_dev: dict[str, list[float]]) -> list[str]:
+    """What the seed counts can confirm, from the spread of the seed's dev trials (ratchet.power's variance bound):
+    a warning per seed count that cannot confirm [loop] min_effect, or, with no min_effect, the smallest change
+    the holdout seeds detect."""
+    if not seed_dev:
+        return []
+    noise = noise_from_scores(seed_dev)
+    sizes = {"dev": (spec.seeds, loop.epochs), "holdout": (spec.holdout_seeds, loop.epochs)}
+    lines = [f"warning: {line}" for line in
+             split_warnings(noise, sizes, loop.min_effect, loop.alpha, unit="seeds", use_default=False)]
+    if loop.min_effect <= 0:
+        mde = min_detectable_effect(spec.holdout_seeds, loop.epochs, noise, loop.alpha)
+        detects = "no change at all" if mde == float("inf") else f"a change of {spec.metric} of {mde:.4g} or more"
+        lines.append(f"power: {spec.holdout_seeds} holdout seeds detect {detects} with {POWER:.0%} power at alpha "
+                     f"{loop.alpha:g} (from the seed's spread over {len(seed_dev)} dev seeds); set [loop] min_effect "
+                     "to be warned when that is too coarse")
+    return lines
 
 
 def delta_interval(spec: ResearchSection, stats: DecisionStats) -> tuple[float, float, float]:

@@ -11,22 +11,24 @@ from __future__ import annotations
 from collections.abc import Callable
 from typing import Any
 
-from ratchet.config import GuardSection, LoopSection
+from ratchet.config import ConfigError, GuardSection, LoopSection
+from ratchet.executors import build_executor
 from ratchet.ledger import Ledger
 from ratchet.loop import archive as arch
 from ratchet.loop.arena import ArenaFailure
 from ratchet.loop.control import StopControl
-from ratchet.loop.decision import decide_dev
 from ratchet.loop.driver import RunOptions, RunOutcome, TierSettings, drive, holdout_of, mean_of
 from ratchet.loop.engine import LoopEngine, RoundResult
 from ratchet.loop.gitrepo import CandidateRepo
-from ratchet.loop.proposers import build_proposer
+from ratchet.loop.proposers import MODEL_KINDS, build_proposer
 from ratchet.loop.proposers.base import Proposer
+from ratchet.loop.reconcile import Report, lineage_confirmations, reconcile, split_row
+from ratchet.models.metered import MeteredModel
 from ratchet.research.arena import CommandArena, resolve_data, trial_record
 from ratchet.research.command import CommandEvaluator
 from ratchet.research.config import ResearchProject
 from ratchet.research.proposers import system_prompt
-from ratchet.research.report import round_line, to_metric, tsv_text, write_tsv
+from ratchet.research.report import power_lines, round_line, to_metric, tsv_text, write_tsv
 
 KIND = "research"
 ResearchOptions = RunOptions
@@ -41,12 +43,21 @@ class ResearchTier:
     def __init__(self, project: ResearchProject, ledger: Ledger, proposer: Proposer | None = None):
         self.project, self.ledger, self.proposer = project, ledger, proposer
         cfg = project.cfg
-        self.settings = TierSettings(KIND, project.name, project.root, cfg.loop, cfg.guard, cfg.model, ledger)
+        self.settings = TierSettings(KIND, project.name, project.root, cfg.loop, cfg.guard, cfg.model, ledger,
+                                     cfg.tracking)
         self.model: Any = None  # the proposer's chat model, when this tier built one
+        self.report: Report | None = None  # the closing report (`loop.reconcile`), once final_table has measured it
         self.arena: CommandArena | None = None
+        self.executor = build_executor(cfg.executor)  # where trials run; results and the ledger stay here
+
+    def close(self) -> None:
+        self.executor.close()
 
     def loop_defaults(self, loop: LoopSection) -> LoopSection:
         """A unit is a seed, so epochs default to 1 here."""
+        if loop.population > 1:
+            raise ConfigError(f"[loop] population = {loop.population}: a research round evaluates one candidate; its "
+                              "trials run in parallel instead ([research] parallel, [executor]); drop population")
         return loop if "epochs" in loop.model_fields_set else loop.model_copy(update={"epochs": 1})
 
     def run_config(self, loop: LoopSection) -> dict[str, Any]:
@@ -59,17 +70,18 @@ class ResearchTier:
         p = self.project
         repo = CandidateRepo(p.repo_dir, run_id, state_dir=p.cfg.state_dir)
         evaluator = CommandEvaluator.create(p.spec, backend=p.cfg.sandbox.backend, ro_binds=resolve_data(p))
-        self.arena = CommandArena(p, repo, self.ledger, evaluator)
+        self.arena = CommandArena(p, repo, self.ledger, evaluator, self.executor)
         proposer = self.proposer
         if proposer is None:
-            if loop.proposer in ("llm", "mix"):
+            if loop.proposer in MODEL_KINDS:
                 from ratchet.models import build_model  # here: the search proposer never loads a model
 
                 section = loop.proposer_model or p.cfg.model
-                self.model = build_model(section, p.root, p.cfg.state_dir / "cache.sqlite")
-            proposer = build_proposer(loop.proposer, self.model, loop.seed, system_prompt=system_prompt(p))
+                self.model = MeteredModel(build_model(section, p.root, p.cfg.state_dir / "cache.sqlite"), section.usd)
+            proposer = build_proposer(loop.proposer, self.model, loop.seed, system_prompt=system_prompt(p), loop=loop)
         return LoopEngine(self.arena, repo, proposer, self.ledger, run_id, loop, guard, control,
-                          p.cfg.state_dir / "memory.md", say=say, path_check=p.spec.protected_problems)
+                          p.cfg.state_dir / "memory.md", say=say, path_check=p.spec.protected_problems,
+                          proposer_meter=self.model)
 
     async def start(self, engine: LoopEngine) -> None:
         try:
@@ -78,6 +90,8 @@ class ResearchTier:
             self.ledger.update_run(engine.run_id, status="failed")
             tail = e.details.get("log_tail", "")
             raise BaselineFailed(f"the unmodified repo fails its own command, so nothing can be compared: {e}\n{tail}") from None
+        for line in power_lines(self.project.spec, engine.loop, engine.archive[0].dev_scores):
+            engine.say(line)
 
     def start_line(self, engine: LoopEngine) -> str:
         spec = self.project.spec
@@ -99,12 +113,19 @@ class ResearchTier:
             rows.append({"version": label, "candidate": m.candidate_id, "commit": m.commit[:10],
                          "dev": to_metric(spec, m.dev_mean), "holdout": to_metric(spec, mean_of(holdout[label])),
                          "holdout_seeds": sum(len(v) for v in holdout[label].values())})
+        # the same reconciliation as evolve's, on the holdout seeds only: a dev row would need the seed rerun on the
+        # best's round seeds, and research trials are the expensive part
+        row = None if "best" not in holdout else split_row(
+            "holdout", holdout["seed"], holdout["best"], alpha=engine.loop.alpha, measured_with="the closing seeds",
+            eval_seed=engine.eval_seed(0), boot_seed=engine.loop.seed)
+        self.report = reconcile([row], lineage_confirmations(self.ledger.candidates(engine.run_id), best_m.candidate_id),
+                                engine.loop.alpha, splits=("holdout",), same_harness=best_m is seed_m,
+                                best_commit=best_m.commit, sign=spec.sign, unit="seeds")
         comparison: dict[str, Any] = {}
-        if "best" in holdout:
-            stats = decide_dev(holdout["seed"], holdout["best"], engine.loop.alpha, seed=engine.loop.seed)
-            lo, hi = sorted([spec.sign * stats.ci_low, spec.sign * stats.ci_high])
-            comparison = {"delta": spec.sign * stats.mean_diff, "ci_low": lo, "ci_high": hi, "p_value": stats.p_value,
-                          "n_seeds": stats.n_tasks, "significant": stats.accepted}
+        if row is not None:
+            lo, hi = sorted([spec.sign * row.ci_low, spec.sign * row.ci_high])
+            comparison = {"delta": spec.sign * row.diff, "ci_low": lo, "ci_high": hi, "p_value": row.p_value,
+                          "n_seeds": row.n_tasks, "significant": row.significant}
         return rows, comparison
 
     def summary_extra(self, engine: LoopEngine, outcome: RunOutcome | None) -> dict[str, Any]:
@@ -117,6 +138,7 @@ class ResearchTier:
                  "research_usage": usage}
         if outcome and outcome.table:
             extra["comparison"] = outcome.comparison or {}
+            extra["report"] = self.report.to_json() if self.report else None
             outcome.usage = usage
         candidates = ledger.candidates(engine.run_id)
         proposals = {c["round"]: ledger.get_state(engine.run_id, f"proposal/{c['round']}") for c in candidates}
@@ -134,6 +156,7 @@ async def research(project: ResearchProject, opts: ResearchOptions, say: Callabl
     finally:
         if tier.model is not None:
             await tier.model.aclose()
+        tier.close()
         tier.ledger.close()
 
 

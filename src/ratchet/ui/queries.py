@@ -14,6 +14,7 @@ import sqlalchemy as sa
 
 from ratchet.ledger import Ledger, decode_json, row_dict
 from ratchet.ledger import schema as s
+from ratchet.loop.proposer_trouble import proposer_failures
 from ratchet.loop.record import CandidateStatus, Decision
 from ratchet.types import jsonable
 from ratchet.ui import views
@@ -126,6 +127,11 @@ def _candidate_row(c: Mapping[str, Any]) -> dict[str, Any]:
             "cost": c.get("cost") or {}, "updated_at": c["updated_at"]}
 
 
+def _proposer_failures(ledger: Ledger, c: Mapping[str, Any]) -> list[dict[str, Any]]:
+    """Which proposer failed in the candidate's round before another answered (or with none answering), why, at what cost."""
+    return [f.to_json() for f in proposer_failures(ledger, c)]
+
+
 def run_detail(ledger: Ledger, run_id: str) -> dict[str, Any] | None:
     run = ledger.run(run_id)
     if run is None:
@@ -144,8 +150,9 @@ def run_detail(ledger: Ledger, run_id: str) -> dict[str, Any] | None:
         "budget": views.budget_rows(summary),
         "unseals": max(int(summary.get("unseals") or 0), sum(e["kind"] == "unseal" for e in events)),
         "test": summary.get("test"),
+        "report": views.closing_report(summary),
         "lineage": views.lineage(cands, summary.get("best_candidate")),
-        "candidates": [_candidate_row(c) for c in cands],
+        "candidates": [{**_candidate_row(c), "proposer_failures": _proposer_failures(ledger, c)} for c in cands],
         "pending": [c["id"] for c in cands if c["status"] == CandidateStatus.AWAITING_APPROVAL],
         "evals": own_evals,
         "rollouts": ledger.rollout_count(run_id),
@@ -180,6 +187,7 @@ def candidate_detail(ledger: Ledger, cand_id: str) -> dict[str, Any] | None:
                                                "rationale", "hypothesis", "diff", "fingerprint", "status", "cost",
                                                "created_at", "updated_at")},
         "outcome": views.outcome(cand),
+        "proposer_failures": _proposer_failures(ledger, cand),
         "run": {"id": run.get("id"), "kind": run.get("kind"), "status": run.get("status")},
         "parent": {"id": parent["id"], "round": parent["round"], "status": parent["status"]} if parent else None,
         "children": [{"id": c["id"], "round": c["round"], "status": c["status"]}

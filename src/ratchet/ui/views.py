@@ -10,6 +10,7 @@ import math
 from collections.abc import Iterable, Mapping
 from typing import Any
 
+from ratchet.loop.reconcile import Report
 from ratchet.loop.record import CandidateStatus, Decision
 from ratchet.types import jsonable
 
@@ -127,6 +128,29 @@ def _seed_dev(ordered: list[Mapping[str, Any]], evals: Mapping[str, Mapping[str,
             if point:
                 return point
     return _bare(summary.get("seed_dev"))
+
+
+def closing_report(summary: Mapping[str, Any]) -> dict[str, Any] | None:
+    """The run's reconciled report (`loop.reconcile`, stored in the summary by the closing table and the unseal),
+    read through its type and shaped for the page: each side's 95% interval worked out, values in the direction
+    the run reports (a minimised research metric reads as itself). None when the run has none yet."""
+    report = Report.from_json(summary.get("report"))
+    if report is None:
+        return None
+    k = report.sign
+
+    def pair(lo: float | None, hi: float | None) -> list[float | None]:
+        return [None, None] if lo is None or hi is None else sorted([k * lo, k * hi])
+
+    rows = [{"split": r.split, "seed": {"mean": k * r.seed_mean, "ci": pair(*r.interval("seed"))},
+             "best": {"mean": k * r.best_mean, "ci": pair(*r.interval("best"))},
+             "diff": k * r.diff, "ci": pair(r.ci_low, r.ci_high), "ci_level": r.ci_level, "p_value": r.p_value,
+             "significant": r.significant, "n_tasks": r.n_tasks, "epochs": r.epochs, "measured_with": r.measured_with,
+             "eval_seed": r.eval_seed, "detectable": r.detectable} for r in report.rows]
+    current = summary.get("best_commit")
+    return jsonable({"rows": rows, "sentences": report.sentences, "alpha": report.alpha, "unit": report.unit,
+                     "same_harness": report.same_harness,
+                     "stale": bool(current and report.best_commit and current != report.best_commit)})
 
 
 def cost_series(candidates: list[Mapping[str, Any]]) -> list[dict[str, Any]]:

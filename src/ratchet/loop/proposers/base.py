@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from dataclasses import asdict, dataclass, field
+from pathlib import Path
 from typing import Any, Protocol, runtime_checkable
 
 from ratchet.harness.params import HarnessParams
@@ -45,11 +46,15 @@ class ProposalContext:
     history: list[dict[str, Any]]  # earlier rounds: round, proposer, summary, decision, effect
     seed: int
     parent_score: float | None = None  # the parent's dev mean, when known
+    workspace: Path | None = None  # the round's workspace (loop/workspace.py), for proposers that work on files
+    probe: Any = None  # loop.probe.EpisodeProbe: run_episode on a working copy, import new skills; None if the arena has none
 
 
 @runtime_checkable
 class Proposer(Protocol):
     name: str
+    # A proposer with `uses_workspace = True` (agent, command) gets the round's workspace written for it
+    # (ProposalContext.workspace, loop/workspace.py); the others get None there.
 
     async def propose(self, ctx: ProposalContext) -> Proposal: ...
 

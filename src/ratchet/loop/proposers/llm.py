@@ -15,14 +15,18 @@ from ratchet.loop.edits import FORMAT_HELP, EditError, apply_edits, changed_file
 from ratchet.loop.guard import params_problems, protected_violations, syntax_problems
 from ratchet.loop.proposers.base import Proposal, ProposalContext, ProposalError
 from ratchet.loop.proposers.search import derive_seed
+from ratchet.loop.skills_check import skill_problems
 from ratchet.models.base import ChatModel
 from ratchet.types import Message, SamplingParams
 
 SYSTEM_PROMPT = f"""\
 You improve an AI agent's harness: the code and text around a fixed language model. The harness is a
 directory: harness.py (the program, `solve(task, ctx)`), params.toml (declared knobs: change only
-`value =` lines, inside their ranges), prompts/ (prompt texts), skills/ (tools), rules.md (rules the agent
-follows). Scorers, suite data and ratchet.toml are off limits.
+`value =` lines, inside their ranges, unless a knob's doc says how to extend its choices, e.g. a new
+instruction variant: a new prompts/ file and its name added to the choices; and the [skills] `library`
+and `enabled` lists), prompts/ (prompt texts), skills/ (tools: a new skill is a file skills/NAME.py with
+a top-level `def run(...)`, called in harness.py as ctx.skill("NAME", ...) once NAME is in both [skills]
+lists), rules.md (rules the agent follows). Scorers, suite data and ratchet.toml are off limits.
 
 Study the failures, then make ONE focused change that should fix the most common one. Answer exactly:
 
@@ -143,6 +147,8 @@ def parse_answer(answer: str, files: dict[str, str]) -> tuple[str, str, dict[str
     if not changes:
         raise ValueError("the edits change nothing; the REPLACE text must differ from the SEARCH text")
     problems = protected_violations(changes) + syntax_problems(changes) + params_problems(changes)
+    if "harness.py" in files:  # a research repo's skills/ dir is not a skill library
+        problems += skill_problems({p: t for p, t in {**files, **changes}.items() if t is not None}, changes)
     if problems:
         raise ValueError("; ".join(problems))
     return labels["RATIONALE"], labels["HYPOTHESIS"], changes
@@ -170,11 +176,15 @@ class LLMProposer:
         for attempt in range(self.max_retries + 1):
             params = SamplingParams(temperature=temperature, max_tokens=self.max_tokens,
                                     seed=derive_seed(ctx.seed, ctx.round, attempt))
-            answer = (await self.model.chat(messages, params)).text
+            completion = await self.model.chat(messages, params)
+            answer = completion.text
             try:
                 rationale, hypothesis, changes = parse_answer(answer, ctx.files)
-            except (EditError, ValueError) as e:
-                attempts.append({"answer": answer[:2000], "error": str(e)})
+                if ctx.probe is not None and (bad := await ctx.probe.check_skills({**ctx.files, **changes}, changes)):
+                    raise ValueError("; ".join(bad))  # a new skill that does not import in the sandbox
+            except (EditError, ValueError) as e:  # with its tokens: what the failed attempt cost (ratchet log, show)
+                attempts.append({"answer": answer[:2000], "error": str(e),
+                                 "tokens": completion.prompt_tokens + completion.completion_tokens})
                 messages = messages + [
                     {"role": "assistant", "content": _clip(answer, 4000, "your answer")},
                     {"role": "user", "content": f"That answer could not be used: {e}\nReply again: RATIONALE:, "

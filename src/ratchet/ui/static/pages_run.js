@@ -8,6 +8,24 @@
     h("div", { class: "value" }, value), sub ? h("div", { class: "sub" }, sub) : null);
   const change = (a, b) => (R.isNum(a) && R.isNum(b) ? R.fmt(a) + " → " + R.fmt(b) : R.fmt(R.isNum(b) ? b : a));
 
+  // The closing report (summary.report, typed and shaped by ui/views.closing_report): seed vs best per split,
+  // each side with its 95% interval, the paired difference with its interval and p, and the seed it was measured with.
+  const sideText = (x) => R.fmt(x.mean) + (R.isNum(x.ci[0]) ? " [" + R.fmt(x.ci[0]) + ", " + R.fmt(x.ci[1]) + "]" : "");
+  const pairedSub = (r) => "Δ " + R.signed(r.diff) + " " + R.ci(r.ci[0], r.ci[1]) + ", p = " + R.fmt(r.p_value, 4) +
+    " · " + r.n_tasks + " × " + r.epochs + " · " + r.measured_with;
+  const reportRow = (rep, split) => (rep ? rep.rows.find((r) => r.split === split) : null);
+  const reportCard = (rep) => R.card("Seed vs best, reconciled",
+    h("p", { class: "hint" }, "Each split paired on the same " + rep.unit + " and seeds: each side's 95% interval (SE clustered by task), " +
+      "the difference's bootstrap interval, the one-sided p of best > seed, and the evaluation seed the figures share." +
+      (rep.stale ? " This report is of an earlier best: the run kept another harness since." : "")),
+    R.table(["split", "seed", "best", "best − seed", "interval", "p", "n", "measured with", "detects (80% power)"],
+      rep.rows.map((r) => [r.split, sideText(r.seed), sideText(r.best), R.signed(r.diff),
+        R.ci(r.ci[0], r.ci[1]) + (R.isNum(r.ci_level) ? " " + R.pct(r.ci_level, 0) : ""),
+        R.fmt(r.p_value, 4) + (r.significant ? " *" : ""), r.n_tasks + " " + rep.unit + " × " + r.epochs,
+        r.measured_with + (R.isNum(r.eval_seed) ? " (" + r.eval_seed + ")" : ""),
+        R.isNum(r.detectable) ? "≥ " + R.fmt(r.detectable) : "no gain"]), "reconciled"),
+    h("ul", { class: "reconcile" }, rep.sentences.map((x) => h("li", null, x))));
+
   R.pages.runs = {
     poll: true,
     load: () => R.get("runs"),
@@ -30,24 +48,28 @@
         h("div", { class: "muted" }, run.project + " · started " + R.time(run.created_at) + " · updated " + R.time(run.updated_at)),
         h("div", { class: "links" }, R.link("#/trajectories" + R.qs({ run: run.id }), "trajectories"), " · ",
           R.link("#/memory" + R.qs({ run: run.id }), "lessons")));
-      const test = d.test ? R.fmt(d.test.seed) + " → " + R.fmt(d.test.best) : "sealed";
+      const rep = d.report, paired = (split) => reportRow(rep, split);
+      const shown = (split, a, b) => (paired(split) ? change(paired(split).seed.mean, paired(split).best.mean) : change(a, b));
+      const sub = (split, rest) => h("span", null, paired(split) ? h("span", { class: "paired" }, pairedSub(paired(split))) : null,
+        paired(split) && rest ? " · " : null, rest);
+      const test = paired("test") ? shown("test") : d.test ? R.fmt(d.test.seed) + " → " + R.fmt(d.test.best) : "sealed";
       const stats = h("div", { class: "stats" },
         stat("round", String(s.round ?? d.candidates.length)),
-        stat("dev score", change(s.seed_dev, s.best_dev), best ? h("span", null, "best ", R.candLink(best.id)) : "seed is best"),
-        stat("holdout score", change(s.seed_holdout, s.best_holdout)),
-        stat("sealed test", test, "unsealed " + d.unseals + "×"),
+        stat("dev score", shown("dev", s.seed_dev, s.best_dev), sub("dev", best ? h("span", null, "best ", R.candLink(best.id)) : "seed is best")),
+        stat("holdout score", shown("holdout", s.seed_holdout, s.best_holdout), sub("holdout", null)),
+        stat("sealed test", test, sub("test", "unsealed " + d.unseals + "×")),
         stat("rollouts", R.int(s.rollouts ?? d.rollouts)),
         stat("tokens", R.int(s.tokens)));
       const pending = d.pending.length ? h("div", { class: "banner" }, "Waiting for approval: ",
         d.pending.map((id) => R.candLink(id)), R.LIVE ? [" — ", R.link("#/approvals", "open the approval queue")] : null) : null;
-      const candRows = d.candidates.map((c) => [String(c.round), R.candLink(c.id), R.badge(c.status), c.proposer,
+      const candRows = d.candidates.map((c) => [String(c.round), R.candLink(c.id), R.badge(c.status), R.proposerCell(c),
         h("span", { class: "summary" }, c.summary), R.signed(c.dev_diff), R.ci(c.dev_ci[0], c.dev_ci[1]) + (R.isNum(c.dev_ci_level) ? " " + R.pct(c.dev_ci_level, 0) : ""), R.fmt(c.dev_p, 4),
         R.signed(c.holdout_diff), c.holdout_confirmed === true ? "yes" : c.holdout_confirmed === false ? "no" : "–",
         R.int((c.cost || {}).rollouts), h("span", { class: "reason" }, c.reason)]);
       const evalRows = d.evals.map((e) => [R.link("#/trajectories" + R.qs({ run: run.id, split: e.split }), e.split),
         e.candidate_id ? R.candLink(e.candidate_id) : "seed", R.int(e.n_tasks), R.int(e.epochs),
         R.fmt(e.mean) + (R.isNum(e.se) ? " ± " + R.fmt(e.se) : ""), R.int(e.tokens), R.badge(e.status)]);
-      return h("div", null, head, pending, stats,
+      return h("div", null, head, pending, stats, rep ? reportCard(rep) : null,
         h("div", { class: "cols" },
           R.card("Score over rounds", h("p", { class: "hint" }, "Lines: the kept harness after each round with its 95% interval; markers: each candidate (click one to open it)."),
             R.scoreChart(d.series)),
@@ -63,6 +85,17 @@
           [R.time(e.created_at), R.badge(e.kind), h("code", null, JSON.stringify(e.data))])) : h("p", { class: "muted" }, "No events.")));
     },
   };
+
+  // A proposer that failed before another answered (mix), or the round's only one: named, with why and its tokens.
+  const failureText = (f) => f.proposer + " failed (" + f.attempts + " attempt" + (f.attempts === 1 ? "" : "s") +
+    (R.isNum(f.tokens) ? ", " + R.int(f.tokens) + " tokens" : "") + "): " + f.reason;
+  R.proposerCell = (c) => ((c.proposer_failures || []).length
+    ? h("span", { title: c.proposer_failures.map(failureText).join("\n") }, c.proposer + " ",
+      h("span", { class: "failed-first" }, "(" + c.proposer_failures.map((f) => f.proposer + " failed").join(", ") + ")"))
+    : c.proposer);
+  const failuresCard = (list) => (list && list.length ? R.card("Proposer failures",
+    h("p", { class: "hint" }, "Proposers that produced nothing usable in this round, in the order they were asked."),
+    h("ul", null, list.map((f) => h("li", null, failureText(f))))) : null);
 
   const textBlock = (label, text) => (text ? h("div", { class: "field" }, h("div", { class: "label" }, label), h("p", { class: "prose" }, text)) : null);
 
@@ -86,7 +119,7 @@
         d.lesson.data && d.lesson.data.next_step && !d.lesson.text.includes(d.lesson.data.next_step) ? h("p", null, h("b", null, "Next: "), d.lesson.data.next_step) : null)
         : h("p", { class: "muted" }, "No lesson recorded for this round yet.");
       const cost = c.cost || {};
-      return h("div", null, head, approval,
+      return h("div", null, head, approval, failuresCard(d.proposer_failures),
         R.card("Change", textBlock("summary", c.summary), textBlock("rationale", c.rationale), textBlock("hypothesis", c.hypothesis)),
         R.card("Diff", R.diffView(c.diff)),
         R.card("Decision", verdict, R.decisionTable(dec), reasons("guard", dec.guard), reasons("risky", dec.risky),
