@@ -331,7 +331,7 @@ class Flywheel:
                             mechanism=self.mechanism, run_id=self.run_id,
                             progress=lambda key: self.progress(f"g{g} {key}"), should_stop=control.should_stop,
                             price=self.cfg.model.usd)
-        control.spend(rollouts=cmp.rollouts, tokens=cmp.tokens, usd=cmp.usd)
+        control.spend(rollouts=cmp.rollouts, tokens=cmp.spent_tokens, usd=cmp.usd)
         self.p.ledger.set_state(self.run_id, "thresholdout", self.mechanism.to_json())
         return cmp
 

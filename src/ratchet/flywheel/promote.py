@@ -34,8 +34,9 @@ class Comparison:
     means: dict[str, float]  # dev/holdout means of parent and candidate (ledger and report only)
     eval_ids: dict[str, str]
     rollouts: int = 0  # run for this comparison (reused ones are not counted)
-    tokens: int = 0
+    tokens: int = 0  # of every rollout the comparison rests on, reused ones included (the record)
     stopped_early: bool = False
+    spent_tokens: int = 0  # of the rollouts run now: what the budget is charged (not recorded)
     usd: float = 0.0
 
     def to_json(self) -> dict[str, Any]:
@@ -64,6 +65,7 @@ async def compare(parent: Evaluator, candidate: Evaluator, harness: Harness, dev
     """Run the paired evaluations the comparison step asks for (reusing any already in the ledger) and decide."""
     results: dict[str, EvalResult] = {}
     spent = {"rollouts": 0, "tokens": 0, "usd": 0.0}
+    tokens: dict[str, int] = {}
     tasks = {"dev": list(dev_tasks), "holdout": list(holdout_tasks)}
 
     async def score(side: step.Side, split: str, units: Sequence[str]) -> step.Scores:
@@ -75,6 +77,7 @@ async def compare(parent: Evaluator, candidate: Evaluator, harness: Harness, dev
             result = await (parent if side == "parent" else candidate).evaluate(
                 harness, chosen, split, epochs, seed, run_id=run_id, progress=cb, should_stop=should_stop)
         results[key] = result
+        tokens[key] = result.tokens
         spent["rollouts"] += result.spent.rollouts
         spent["tokens"] += result.spent.tokens
         spent["usd"] += price(result.spent.prompt_tokens, result.spent.completion_tokens)
@@ -88,7 +91,8 @@ async def compare(parent: Evaluator, candidate: Evaluator, harness: Harness, dev
     means = {f"{k.replace('/', '_')}": r.mean for k, r in results.items()}
     return Comparison(dev=d.stats, holdout=d.holdout, promoted=promoted, reason=reason, means=means,
                       eval_ids={k: r.eval_id for k, r in results.items()}, rollouts=spent["rollouts"],
-                      tokens=spent["tokens"], stopped_early=d.stopped_early, usd=spent["usd"])
+                      tokens=sum(tokens.values()), stopped_early=d.stopped_early, spent_tokens=spent["tokens"],
+                      usd=spent["usd"])
 
 
 def comparison_from_json(d: dict[str, Any]) -> Comparison:
