@@ -25,7 +25,7 @@ from pathlib import Path
 from typing import Any
 
 from ratchet.loop.proposers.agent_tools import AgentTools, ToolError, parse_action, tools_help
-from ratchet.loop.proposers.base import Proposal, ProposalContext, ProposalError
+from ratchet.loop.proposers.base import ModelProposerState, Proposal, ProposalContext, ProposalError
 from ratchet.loop.proposers.search import derive_seed
 from ratchet.loop.workspace import harness_copy
 from ratchet.models.base import ChatModel, ModelError, ModelUnavailable
@@ -80,7 +80,7 @@ def _window(messages: list[Message], limit: int = WINDOW_CHARS) -> list[Message]
     return head + kept
 
 
-class AgentProposer:
+class AgentProposer(ModelProposerState):
     name = "agent"
     uses_workspace = True  # the engine writes the round's workspace for it
 
@@ -161,20 +161,6 @@ class AgentProposer:
         return Proposal(edits=tools.changes(), rationale=rationale[:4000], hypothesis=hypothesis[:2000],
                         proposer=self.name, meta=meta)
 
-    def observe(self, proposal: Proposal, accepted: bool, score: float | None) -> None:
-        self.proposed += 1
-        self.accepted += bool(accepted)
-        if proposal.meta.get("bold"):
-            self.bold_left = max(0, self.bold_left - 1)
-
-    def switch_strategy(self) -> None:
-        self.bold_left = 2
-
-    def state_dict(self) -> dict[str, Any]:
-        return {"proposed": self.proposed, "accepted": self.accepted, "bold_left": self.bold_left}
-
-    def load_state_dict(self, state: dict[str, Any]) -> None:
-        self.proposed, self.accepted, self.bold_left = state["proposed"], state["accepted"], state["bold_left"]
 
 
 def _append(log: Path, record: dict[str, Any]) -> None:

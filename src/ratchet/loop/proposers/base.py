@@ -68,3 +68,27 @@ class Proposer(Protocol):
         """JSON-serialisable state; load_state_dict(state_dict()) makes the next proposal identical."""
 
     def load_state_dict(self, state: dict[str, Any]) -> None: ...
+
+
+class ModelProposerState:
+    """What the model-driven proposers (llm, agent) remember between rounds: how many proposals were
+    observed and kept, and how many more should push for a different kind of change after a strategy switch."""
+
+    proposed: int = 0
+    accepted: int = 0
+    bold_left: int = 0
+
+    def observe(self, proposal: Proposal, accepted: bool, score: float | None) -> None:
+        self.proposed += 1
+        self.accepted += bool(accepted)
+        if proposal.meta.get("bold"):
+            self.bold_left = max(0, self.bold_left - 1)
+
+    def switch_strategy(self) -> None:
+        self.bold_left = 2
+
+    def state_dict(self) -> dict[str, Any]:
+        return {"proposed": self.proposed, "accepted": self.accepted, "bold_left": self.bold_left}
+
+    def load_state_dict(self, state: dict[str, Any]) -> None:
+        self.proposed, self.accepted, self.bold_left = state["proposed"], state["accepted"], state["bold_left"]

@@ -13,7 +13,7 @@ from typing import Any
 from ratchet.harness.params import HarnessParams
 from ratchet.loop.edits import FORMAT_HELP, EditError, apply_edits, changed_files, parse_edits
 from ratchet.loop.guard import params_problems, protected_violations, syntax_problems
-from ratchet.loop.proposers.base import Proposal, ProposalContext, ProposalError
+from ratchet.loop.proposers.base import ModelProposerState, Proposal, ProposalContext, ProposalError
 from ratchet.loop.proposers.search import derive_seed
 from ratchet.loop.skills_check import skill_problems
 from ratchet.models.base import ChatModel
@@ -154,7 +154,7 @@ def parse_answer(answer: str, files: dict[str, str]) -> tuple[str, str, dict[str
     return labels["RATIONALE"], labels["HYPOTHESIS"], changes
 
 
-class LLMProposer:
+class LLMProposer(ModelProposerState):
     name = "llm"
 
     def __init__(self, model: ChatModel, max_retries: int = 2, temperature: float = 0.7, max_tokens: int = 1024,
@@ -196,19 +196,3 @@ class LLMProposer:
                                   "errors": [a["error"] for a in attempts], "bold": bold})
         raise ProposalError(f"{self.name}: no usable proposal after {len(attempts)} attempts; "
                             f"last error: {attempts[-1]['error']}", attempts)
-
-    def observe(self, proposal: Proposal, accepted: bool, score: float | None) -> None:
-        self.proposed += 1
-        self.accepted += bool(accepted)
-        if proposal.meta.get("bold"):
-            self.bold_left = max(0, self.bold_left - 1)
-
-    def switch_strategy(self) -> None:
-        self.bold_left = 2
-
-    def state_dict(self) -> dict[str, Any]:
-        return {"proposed": self.proposed, "accepted": self.accepted, "bold_left": self.bold_left}
-
-    def load_state_dict(self, state: dict[str, Any]) -> None:
-        self.proposed, self.accepted = state["proposed"], state["accepted"]
-        self.bold_left = state["bold_left"]
