@@ -52,6 +52,9 @@ class ModelSection(_Section):
     vllm_bin: str | None = None  # vllm: the `vllm` executable (default: the venv scripts/setup.sh --vllm makes)
     vllm_args: list[str] = Field(default_factory=list)  # vllm: more `vllm serve` arguments, e.g. ["--max-model-len", "4096"]
     start_timeout_s: float = Field(default=900.0, gt=0)  # vllm: how long to wait for the server's /health
+    # openai, vllm: how tools reach the model: the API's `tools` (native) or models/tool_prompt.py's convention
+    # (prompt, for servers without tool support); local and scripted always use the convention
+    tool_calling: Literal["native", "prompt"] = "native"
     timeout_s: float = Field(default=120.0, gt=0)
     max_retries: int = Field(default=4, ge=0)
     script: str | None = None  # scripted: path to a python file defining reply(messages, params) -> str
@@ -240,6 +243,12 @@ class JudgeSection(_Section):
     min_score: float = Field(default=0.7, ge=0, le=1)  # judge score an example needs to be kept
     model: str | dict[str, Any] | None = None  # a model name, or a [model]-style table; default: the generating model
     max_tokens: int = Field(default=256, ge=1)
+    pairwise: bool = False  # RLAIF pairs on every task; tasks without a checker always get them (flywheel/rlaif.py)
+    # checker-failed rollouts also graded, only to measure judge-vs-checker agreement; None: 16 when the judge
+    # gates something the checker does not (tasks without a checker, or pairwise), else 0
+    audit_failed: int | None = Field(default=None, ge=0)
+    lenient_rate: float = Field(default=0.2, ge=0, le=1)  # judge passes this share of checker-failed ones: flagged
+    lenient_min: int = Field(default=5, ge=1)  # checker-failed rollouts the judge must have graded before the flag can show
 
     @model_validator(mode="after")
     def _one_source(self) -> JudgeSection:
@@ -307,6 +316,9 @@ class FlywheelSection(_Section):
     near_dup_threshold: float = Field(default=0.9, gt=0, le=1)  # token-shingle Jaccard: at or above, two replies are one
     drop_tool_errors: bool = True  # process signals: drop rollouts whose tools failed
     drop_loops: bool = True
+    # "outcome": the checks above; "outcome+process": also drop a right answer with a process finding (flywheel/process.py)
+    filter: Literal["outcome", "outcome+process"] = "outcome"
+    process_max_steps: int | None = Field(default=None, ge=1)  # the over_budget finding: more steps than this
     # contamination
     ngram: int = Field(default=8, ge=2, json_schema_extra={"why": "single tokens match everywhere"})
     contamination_threshold: float = Field(default=0.5, gt=0, le=1)  # share of an eval item's n-grams in an example

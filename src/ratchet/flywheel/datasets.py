@@ -1,7 +1,8 @@
 """Training examples with provenance, the training set of a generation, and export to standard formats.
 
 An example is one model call of a verified rollout: the request messages the model saw and the reply
-it gave (SFT), or a verified-good and a verified-bad reply to the same request (a preference pair).
+it gave (SFT), or a preferred and a rejected reply to the same request (a preference pair: verified-good
+vs verified-wrong, or labelled by the AI judge; `Provenance.label` says which).
 Every example carries where it came from - task, split, generation, model, harness, verifier, score,
 sampling seed - so any row of an exported file can be traced back (`ratchet data lineage ID`).
 
@@ -21,7 +22,13 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from ratchet.flywheel.config import TrainConfig
+
 SFT, PAIR = "sft", "pair"
+# who labelled an example: the suite's checker ("outcome"; a pair: verified-good vs verified-wrong), or the AI
+# judge: its grade on a task without a checker ("ai_grade"), its pairwise preference (RLAIF, "ai_pairwise"), or
+# its constitution revision chosen over the original reply (CAI, "ai_revision"; re-checked where a checker exists)
+LABELS = ("outcome", "ai_grade", "ai_pairwise", "ai_revision")
 
 
 @dataclass(frozen=True)
@@ -43,6 +50,11 @@ class Provenance:
     rejected_seed: int | None = None
     rejected_epoch: int | None = None
     star: bool = False  # the reply was rationalised with a gold-answer hint (STaR)
+    label: str = "outcome"  # who decided it is good (or better): one of LABELS
+
+    def __post_init__(self) -> None:
+        if self.label not in LABELS:
+            raise ValueError(f"provenance label must be one of {LABELS}, got {self.label!r}")
 
     def to_json(self) -> dict[str, Any]:
         return dataclasses.asdict(self)
@@ -63,6 +75,8 @@ class Example:
         """Stable: the same rollout call gives the same id, so a resumed generation does not duplicate rows."""
         p = self.provenance
         key = [self.kind, p.run_id, p.generation, p.task_id, p.epoch, p.call_index, p.rejected_epoch, p.star]
+        if p.label != "outcome":  # an AI-labelled pair may join the same two rollouts as a checker pair
+            key.append(p.label)
         return "ex-" + hashlib.sha256(json.dumps(key).encode()).hexdigest()[:16]
 
     @property
@@ -140,3 +154,30 @@ def export(examples: Sequence[Example], out_dir: Path) -> dict[str, Path]:
     write_jsonl(paths["pairs"], (e.pair_record() for e in pairs))
     write_jsonl(paths["provenance"], ({"id": e.id, "kind": e.kind, **e.provenance.to_json()} for e in examples))
     return paths
+
+
+@dataclass
+class TrainingData:
+    """What the filter and data stages leave for training: the mixed training set and the counts."""
+
+    sft: list[Example]
+    pairs: list[Example]
+    dataset_hash: str
+    counts: dict[str, Any]  # rollout, filter and training-set counts (the generation's ledger row)
+    filter_sft: dict[str, int]
+    filter_pairs: dict[str, int]
+
+    def summary(self) -> str:
+        c = self.counts
+        contamination = self.filter_sft["contamination"] + self.filter_pairs["contamination"]
+        return (f"{c.get('verified_good', 0)}/{c.get('rollouts', 0)} rollouts verified; kept {self.filter_sft['kept']} "
+                f"sft + {self.filter_pairs['kept']} pairs; contamination dropped {contamination}; "
+                f"training on {c['train_set']}")
+
+
+def no_data_reason(data: TrainingData, train: TrainConfig) -> str | None:
+    """Why the generation trains nothing (then it is skipped and the current model stays), or None. No I/O."""
+    if data.sft or data.pairs or train.grpo:
+        return None
+    return (f"no training data: nothing survived verification and filtering for method {train.method!r} "
+            "(see the data card); the current model stays")

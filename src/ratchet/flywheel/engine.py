@@ -15,7 +15,7 @@ import json
 import re
 import subprocess
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Sequence
 from contextlib import AbstractContextManager, contextmanager, nullcontext
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -24,22 +24,37 @@ from typing import Any
 from ratchet.config import ConfigError, ModelSection
 from ratchet.evaluate import EvalInterrupted, EvalResult, Evaluator
 from ratchet.flywheel import registry
+from ratchet.flywheel.agreement import judge_checker_agreement
 from ratchet.flywheel.card import card_markdown
-from ratchet.flywheel.config import DECISION_KEYS, FlywheelConfig, TrainConfig, parse_flywheel
+from ratchet.flywheel.config import DECISION_KEYS, FlywheelConfig, parse_flywheel
 from ratchet.flywheel.contamination import index_for_suite
-from ratchet.flywheel.datasets import PAIR, SFT, Example, Provenance, dataset_hash, export, mix_generations
+from ratchet.flywheel.datasets import (
+    PAIR,
+    SFT,
+    Example,
+    Provenance,
+    TrainingData,
+    dataset_hash,
+    export,
+    mix_generations,
+    no_data_reason,
+)
 from ratchet.flywheel.filter import (
     filter_examples,
     grpo_prompts,
     hit_summary,
     ledger_rows,
     pair_candidates,
+    process_drops,
+    revision_pairs,
     rollout_counts,
     sft_candidates,
 )
 from ratchet.flywheel.generate import generate as generate_rollouts
 from ratchet.flywheel.generate import generation_seed, rationalize, sampling_harness
+from ratchet.flywheel.judging import compare_pairs, verify_all
 from ratchet.flywheel.promote import Comparison, compare, final_report, lesson_for
+from ratchet.flywheel.rlaif import Judged, has_checker, rlaif_pairs
 from ratchet.flywheel.train import TRAIN_CONFIG_FILE, TrainInterrupted, TrainResult, train_grpo, train_model
 from ratchet.flywheel.verify import Judge, verdict_for, verifier_identity
 from ratchet.harness.loader import Harness, load_harness
@@ -88,9 +103,9 @@ class Flywheel:
                  train_fn: Callable[..., TrainResult] = train_model,
                  model_factory: Callable[[str], ChatModel] | None = None):
         """`train_fn` and `model_factory` replace training and model loading (tests of the loop mechanics)."""
-        if model_factory is None and project.cfg.model.backend != "local":
-            raise ConfigError("the flywheel trains the model's weights, so [model] backend must be \"local\" "
-                              f"(it is {project.cfg.model.backend!r})")
+        if model_factory is None and project.cfg.model.backend not in ("local", "vllm"):
+            raise ConfigError("the flywheel trains the model's weights, so [model] backend must be \"local\" or "
+                              f"\"vllm\" (a server ratchet starts for each checkpoint); it is {project.cfg.model.backend!r}")
         self.p, self.cfg = project, project.cfg
         self.fw = fw or self.cfg.flywheel
         self.store = FlywheelStore(project.ledger)
@@ -116,6 +131,10 @@ class Flywheel:
         self.index = index_for_suite(project.suite, fractions, salt, n=self.fw.ngram,
                                      threshold=self.fw.contamination_threshold, boilerplate_df=self.fw.boilerplate_df)
         self._train_by_id = {t.id: t for t in self.tasks["train"]}
+        self.unchecked = frozenset(t.id for t in self.tasks["train"] if not has_checker(project.suite, t))
+        if self.unchecked and self.fw.judge is None:
+            raise ConfigError(f"{len(self.unchecked)} train tasks have no checker (e.g. {min(self.unchecked)!r}), so "
+                              "their rollouts need an AI judge: add a [flywheel.judge] table (docs/flywheel.md)")
         self._models: dict[str, ChatModel] = {self.cfg.model.name: project.model}
 
     # -- models ------------------------------------------------------------------------------------
@@ -124,7 +143,10 @@ class Flywheel:
             if self.model_factory is not None:
                 self._models[name] = self.model_factory(name)
             else:
-                section = self.cfg.model.model_copy(update={"name": name})
+                update: dict[str, Any] = {"name": name}
+                if self.cfg.model.backend == "vllm":  # a checkpoint trained here: a server ratchet starts for it
+                    update["base_url"] = None
+                section = self.cfg.model.model_copy(update=update)
                 self._models[name] = build_model(section, self.cfg.root, self.cfg.state_dir / "cache.sqlite")
         return self._models[name]
 
@@ -212,8 +234,9 @@ class Flywheel:
             sampled = await self.generate(g, current, control)
         with _timed(seconds, "verify"):
             rollouts, star = await self.verify(sampled.trajectories, current, g)
+            judged = await self.judge_pairs(rollouts, current)
         with _timed(seconds, "filter"):
-            data = self.filter(g, current, sampled.eval_id, rollouts, star)
+            data = self.filter(g, current, sampled.eval_id, rollouts, star, judged)
         self.store.update_generation(run_id, g, status="filtered", eval_id=sampled.eval_id, counts=data.counts,
                                      dataset_hash=data.dataset_hash, seconds=seconds)
         self.say(f"generation {g}: {data.summary()}")
@@ -243,21 +266,13 @@ class Flywheel:
         return sampled
 
     async def verify(self, trajs: list[Trajectory], current: str, g: int) -> tuple[list, list]:
-        """A verdict per rollout (outcome score, the judge if any, process signals); STaR's hinted retries."""
+        """A verdict per rollout (outcome score, the judge where it applies, process checks: judging.py);
+        STaR's hinted retries (tasks with a checker only: the hint is their gold answer)."""
         fw = self.fw
-        judge = self._judge(current)
-
-        async def one(traj: Trajectory):
-            jv = None
-            if judge and traj.score >= fw.min_score and traj.output:
-                jv = await judge.judge(self._task(traj.task_id), traj.output, seed=traj.seed)
-            return traj, verdict_for(traj, fw.min_score, jv, fw.judge.min_score if fw.judge else 0.0,
-                                     fw.drop_tool_errors, fw.drop_loops)
-
-        verdicts = list(await asyncio.gather(*(one(t) for t in trajs)))
+        verdicts = await verify_all(trajs, fw, self._judge(current), self.p.suite, self._task, self.unchecked)
         star: list = []
         if fw.star_rationalize:
-            solved = {t.task_id for t, v in verdicts if v.good}
+            solved = {t.task_id for t, v in verdicts if v.good} | self.unchecked
             failed, seen = [], set()
             for traj, _v in verdicts:
                 if traj.task_id not in solved and traj.task_id not in seen and traj.messages:
@@ -269,21 +284,34 @@ class Flywheel:
             star = [(t, verdict_for(t, fw.min_score, None, 0.0, fw.drop_tool_errors, fw.drop_loops)) for t in hinted]
         return verdicts, star
 
-    def filter(self, g: int, current: str, eval_id: str, rollouts: list, star: list) -> TrainingData:
-        """Candidates from the verified rollouts, filtered (every one written to the ledger, kept or dropped),
-        then the data stage: this generation's training set, exported and recorded by example id."""
+    async def judge_pairs(self, rollouts: list, current: str) -> list[Judged]:
+        """RLAIF's pairwise comparisons (rlaif.py): tasks without a checker, or every task with pairwise = true."""
+        return await compare_pairs(rollouts, self._judge(current), self.fw.judge, self._task, self.unchecked,
+                                   self.fw.max_pairs_per_task)
+
+    def filter(self, g: int, current: str, eval_id: str, rollouts: list, star: list,
+               judged: Sequence[Judged] = ()) -> TrainingData:
+        """Candidates from the verified rollouts (checker pairs, RLAIF pairs, constitution revision pairs),
+        filtered (every one written to the ledger, kept or dropped), then the data stage: this generation's
+        training set, exported and recorded by example id."""
         fw, run_id = self.fw, self.run_id
         counts = rollout_counts(rollouts)
         counts["star_verified"] = sum(1 for _t, v in star if v.good)
+        counts["filter_mode"] = fw.filter
         prov = self._provenance(g, current, eval_id)
         sft = sft_candidates(rollouts, prov(False)) + sft_candidates(star, prov(True))
-        pairs = pair_candidates(rollouts, prov(False), fw.max_pairs_per_task)
+        ai_pairs, counts["rlaif"] = rlaif_pairs(judged, prov(False))
+        revisions, bad_revisions = revision_pairs(rollouts, prov(False), fw.judge.min_score if fw.judge else 0.0)
+        pairs = pair_candidates(rollouts, prov(False), fw.max_pairs_per_task, self.unchecked) + ai_pairs + revisions
         opts = dict(min_chars=fw.min_chars, max_chars=fw.max_chars, near_dup_threshold=fw.near_dup_threshold,
                     per_task_cap=fw.per_task_cap, prefer_short=fw.prefer_short)
-        f_sft, f_pairs = filter_examples(sft, self.index, **opts), filter_examples(pairs, self.index, **opts)
+        f_sft = filter_examples(sft, self.index, **opts, dropped_before=process_drops(rollouts, prov(False)))
+        f_pairs = filter_examples(pairs, self.index, **opts, dropped_before=bad_revisions)
         self.store.add_examples(run_id, g, ledger_rows(f_sft) + ledger_rows(f_pairs))
         counts.update(filter_sft=f_sft.counts, filter_pairs=f_pairs.counts,
                       contamination_hits=hit_summary(f_sft) + hit_summary(f_pairs))
+        if fw.judge is not None:
+            self._agreement(g, rollouts, counts)
         train_sft, train_pairs, counts["train_set"] = self.training_set(g)
         examples = [*train_sft, *train_pairs]
         export(examples, self.cfg.state_dir / "flywheel" / run_id / f"g{g}")
@@ -349,6 +377,16 @@ class Flywheel:
         await self.release(dropped)
         return kept
 
+    def _agreement(self, g: int, rollouts: list, counts: dict[str, Any]) -> None:
+        """Judge-vs-checker agreement into the counts (the data card); a lenient judge is also a warning event."""
+        j = self.fw.judge
+        agreement = judge_checker_agreement(rollouts, self.unchecked, self.fw.min_score, j.min_score, j.lenient_rate,
+                                            j.lenient_min)
+        counts["judge_agreement"] = agreement.to_json()
+        if agreement.lenient:
+            self.p.ledger.add_event("flywheel_lenient_judge", {"generation": g, **agreement.to_json()}, run_id=self.run_id)
+            self.say(f"generation {g}: warning: lenient judge: {agreement.summary()}")
+
     def _judge(self, current: str) -> Judge | None:
         j = self.fw.judge
         if j is None:
@@ -376,7 +414,8 @@ class Flywheel:
                                   split=self.split[traj.task_id], model=current, harness=self.gen_harness.fingerprint,
                                   harness_commit=self.harness_commit, verifier=verifier, score=traj.score, seed=seed,
                                   eval_id=eval_id if not star else f"{eval_id}:star", epoch=traj.epoch,
-                                  call_index=call_index, star=star)
+                                  call_index=call_index, star=star,
+                                  label="ai_grade" if traj.task_id in self.unchecked else "outcome")
             return prov
         return for_source
 
@@ -424,33 +463,6 @@ class Flywheel:
     async def aclose(self) -> None:
         for name in list(self._models):
             await self.release(name)
-
-
-@dataclass
-class TrainingData:
-    """What the filter and data stages leave for training: the mixed training set and the counts."""
-
-    sft: list[Example]
-    pairs: list[Example]
-    dataset_hash: str
-    counts: dict[str, Any]  # rollout, filter and training-set counts (the generation's ledger row)
-    filter_sft: dict[str, int]
-    filter_pairs: dict[str, int]
-
-    def summary(self) -> str:
-        c = self.counts
-        contamination = self.filter_sft["contamination"] + self.filter_pairs["contamination"]
-        return (f"{c.get('verified_good', 0)}/{c.get('rollouts', 0)} rollouts verified; kept {self.filter_sft['kept']} "
-                f"sft + {self.filter_pairs['kept']} pairs; contamination dropped {contamination}; "
-                f"training on {c['train_set']}")
-
-
-def no_data_reason(data: TrainingData, train: TrainConfig) -> str | None:
-    """Why the generation trains nothing (then it is skipped and the current model stays), or None. No I/O."""
-    if data.sft or data.pairs or train.grpo:
-        return None
-    return (f"no training data: nothing survived verification and filtering for method {train.method!r} "
-            "(see the data card); the current model stays")
 
 
 @contextmanager

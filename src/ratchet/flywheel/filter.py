@@ -4,7 +4,10 @@ Order of the checks (an example is dropped for the first one it fails, and count
   contamination -> length -> exact duplicate -> near duplicate -> per-task cap.
 Contamination comes first so that its count is complete: every example that contains an eval item is
 counted as a contamination hit, even if it would also have been a duplicate. Verification (score,
-judge, process signals) happens before candidates exist; `Rollout counts` report it.
+judge, process signals) happens before candidates exist; `rollout_counts` reports it. Two verification
+drops are recorded as candidates so that they can be audited: with filter = "outcome+process", the SFT
+examples of a right answer with a process finding ("process:<kind>", `process_drops`), and a constitution
+revision the checker failed or the judge graded low (`revision_pairs`).
 Pure functions: no I/O, no model calls.
 """
 
@@ -22,7 +25,7 @@ from ratchet.flywheel.contamination import ContaminationIndex
 from ratchet.flywheel.datasets import PAIR, SFT, Example, Provenance
 from ratchet.flywheel.near_dup import MinHashNearDups, NearDups
 from ratchet.flywheel.near_dup import jaccard as jaccard  # re-exported: the filter's similarity
-from ratchet.flywheel.verify import Verdict
+from ratchet.flywheel.verify import PROCESS_PREFIX, Verdict
 from ratchet.types import Trajectory
 
 FILTER_REASONS = ("contamination", "too_short", "too_long", "duplicate", "near_duplicate", "per_task_cap")
@@ -43,19 +46,21 @@ class FilterResult:
     @property
     def counts(self) -> dict[str, int]:
         c = Counter(d.reason for d in self.dropped)
+        labels = Counter(e.provenance.label for e in self.kept if e.provenance.label != "outcome")
         return {"candidates": len(self.kept) + len(self.dropped), "kept": len(self.kept),
-                **{r: c.get(r, 0) for r in FILTER_REASONS}}
+                **{r: c.get(r, 0) for r in FILTER_REASONS}, **{r: n for r, n in sorted(c.items()) if r not in FILTER_REASONS},
+                **{f"kept_{label}": n for label, n in sorted(labels.items())}}
 
     def contamination_hits(self) -> list[dict[str, Any]]:
         return [{"example": d.example.id, "task_id": d.example.provenance.task_id, **d.detail}
                 for d in self.dropped if d.reason == "contamination"]
 
 
-def _request_key(messages: list[dict[str, str]]) -> str:
+def request_key(messages: list[dict[str, str]]) -> str:
     return hashlib.sha256(json.dumps(messages, sort_keys=True).encode()).hexdigest()
 
 
-def _single_reply_calls(traj: Trajectory) -> list[tuple[int, dict[str, Any]]]:
+def single_reply_calls(traj: Trajectory) -> list[tuple[int, dict[str, Any]]]:
     """Model calls that produced exactly one reply: only those are (prompt, reply) pairs the model can learn.
 
     A call with n > 1 samples is a search step of the harness; which sample was used is not recorded.
@@ -63,7 +68,7 @@ def _single_reply_calls(traj: Trajectory) -> list[tuple[int, dict[str, Any]]]:
     return [(i, call) for i, call in enumerate(traj.messages) if len(call.get("replies") or []) == 1]
 
 
-def _call_seed(call: dict[str, Any], fallback: int) -> int:
+def call_seed(call: dict[str, Any], fallback: int) -> int:
     seed = (call.get("params") or {}).get("seed")
     return int(seed) if seed is not None else fallback
 
@@ -76,52 +81,105 @@ def sft_candidates(rollouts: Sequence[tuple[Trajectory, Verdict]], provenance_fo
 
     In constitution mode the judge's revision replaces the reply of the rollout's last call.
     """
-    out: list[Example] = []
-    for traj, verdict in rollouts:
-        if not verdict.good:
-            continue
-        calls = _single_reply_calls(traj)
-        for pos, (i, call) in enumerate(calls):
-            reply = call["replies"][0]
-            last = pos == len(calls) - 1
-            if last and verdict.judge and verdict.judge.revision:
-                reply = verdict.judge.revision
-            out.append(Example(kind=SFT, prompt=list(call["request"]), reply=reply,
-                               provenance=provenance_for(traj, i, _call_seed(call, traj.seed)),
-                               signals=verdict.signals, judge=verdict.judge.to_json() if verdict.judge else None))
+    return [ex for traj, verdict in rollouts if verdict.good for ex in _sft_examples(traj, verdict, provenance_for)]
+
+
+def _sft_examples(traj: Trajectory, verdict: Verdict, provenance_for: ProvenanceFor) -> list[Example]:
+    out = []
+    calls = single_reply_calls(traj)
+    for pos, (i, call) in enumerate(calls):
+        reply = call["replies"][0]
+        revision = verdict.judge.usable_revision if verdict.judge else None
+        if pos == len(calls) - 1 and revision:
+            reply = revision
+        out.append(Example(kind=SFT, prompt=list(call["request"]), reply=reply,
+                           provenance=provenance_for(traj, i, call_seed(call, traj.seed)),
+                           signals=verdict.signals, judge=verdict.judge.to_json() if verdict.judge else None))
     return out
 
 
+def process_drops(rollouts: Sequence[tuple[Trajectory, Verdict]], provenance_for: ProvenanceFor) -> list[Dropped]:
+    """The SFT examples a right answer would have given, dropped as "process:<first finding kind>".
+
+    Only rollouts that the outcome check passed and only a process reason failed (filter = "outcome+process")."""
+    out = []
+    for traj, verdict in rollouts:
+        if verdict.good or not verdict.good_by_outcome:
+            continue
+        reason = next(r for r in verdict.reasons if r.startswith(PROCESS_PREFIX))
+        detail = {"findings": verdict.process.to_json()}
+        out += [Dropped(ex, reason, detail) for ex in _sft_examples(traj, verdict, provenance_for)]
+    return out
+
+
+def revision_pairs(rollouts: Sequence[tuple[Trajectory, Verdict]], provenance_for: ProvenanceFor,
+                   judge_min: float) -> tuple[list[Example], list[Dropped]]:
+    """Constitutional AI pairs: the judge's revision chosen over the reply of the rollout's last call.
+
+    A revision the suite's checker failed is dropped ("revision_failed_check"), one the judge itself graded
+    below its min_score too ("revision_judge_low"); a revision equal to the reply (after normalisation) makes
+    no pair. Where there is no checker (revision_passed is None) the judge's grade is the only gate."""
+    kept: list[Example] = []
+    dropped: list[Dropped] = []
+    for traj, verdict in rollouts:
+        jv, calls = verdict.judge, single_reply_calls(traj)
+        if jv is None or not jv.revision or not calls or set(verdict.reasons) - _ANSWER_REASONS:
+            continue
+        i, call = calls[-1]
+        original = call["replies"][0]
+        if normalize(jv.revision) == normalize(original):
+            continue
+        prov = provenance_for(traj, i, call_seed(call, traj.seed))
+        score = jv.revision_score if jv.revision_score is not None else traj.score
+        prov = Provenance(**{**prov.to_json(), "score": score, "rejected_score": traj.score,
+                             "rejected_seed": prov.seed, "rejected_epoch": traj.epoch, "label": "ai_revision"})
+        ex = Example(kind=PAIR, prompt=list(call["request"]), reply=jv.revision, rejected=original, provenance=prov,
+                     judge=jv.to_json())
+        if jv.revision_passed is False:
+            dropped.append(Dropped(ex, "revision_failed_check", {"revision_score": jv.revision_score}))
+        elif jv.score is None or jv.score < judge_min:
+            dropped.append(Dropped(ex, "revision_judge_low", {"judge_score": jv.score}))
+        else:
+            kept.append(ex)
+    return kept, dropped
+
+
+# reasons that say only that the answer was judged wrong, not that the episode broke: such a rollout may be the
+# rejected side of a pair (a crash says nothing about which reply is better)
+_ANSWER_REASONS = frozenset({"low_score", "judge_low"})
+
+
 def pair_candidates(rollouts: Sequence[tuple[Trajectory, Verdict]], provenance_for: ProvenanceFor,
-                    max_pairs_per_task: int) -> list[Example]:
+                    max_pairs_per_task: int, unchecked: frozenset[str] = frozenset()) -> list[Example]:
     """Preference pairs: the last call of a verified-good rollout vs the last call of a verified-bad rollout
     of the same task whose request was identical (DPO needs the same prompt on both sides).
 
     A rollout is "bad" only for its answer (low score or low judge grade), not for a crash: a crash
-    says nothing about which reply is better.
+    says nothing about which reply is better. Tasks in `unchecked` (no checker) get no such pairs: there is no
+    verified-wrong side, only the judge's opinion, and that makes RLAIF pairs (rlaif.py) instead.
     """
     good: dict[str, list[tuple[Trajectory, int, dict]]] = defaultdict(list)
     bad: dict[str, list[tuple[Trajectory, int, dict]]] = defaultdict(list)
     for traj, verdict in rollouts:
-        calls = _single_reply_calls(traj)
-        if not calls:
+        calls = single_reply_calls(traj)
+        if not calls or traj.task_id in unchecked:
             continue
         i, call = calls[-1]
-        key = f"{traj.task_id}\0{_request_key(call['request'])}"
+        key = f"{traj.task_id}\0{request_key(call['request'])}"
         if verdict.good:
             good[key].append((traj, i, call))
-        elif set(verdict.reasons) <= {"low_score", "judge_low"}:
+        elif set(verdict.reasons) <= _ANSWER_REASONS:
             bad[key].append((traj, i, call))
     out: list[Example] = []
     per_task: Counter[str] = Counter()
     for key in sorted(good):
-        chosen = _distinct(good[key])
-        rejected = _distinct(bad.get(key, []))
+        chosen = distinct_replies(good[key])
+        rejected = distinct_replies(bad.get(key, []))
         for (gt, gi, gc), (bt, _bi, bc) in zip(chosen, rejected):
             if per_task[gt.task_id] >= max_pairs_per_task:
                 break
-            prov = provenance_for(gt, gi, _call_seed(gc, gt.seed))
-            prov = Provenance(**{**prov.to_json(), "rejected_score": bt.score, "rejected_seed": _call_seed(bc, bt.seed),
+            prov = provenance_for(gt, gi, call_seed(gc, gt.seed))
+            prov = Provenance(**{**prov.to_json(), "rejected_score": bt.score, "rejected_seed": call_seed(bc, bt.seed),
                                  "rejected_epoch": bt.epoch})
             out.append(Example(kind=PAIR, prompt=list(gc["request"]), reply=gc["replies"][0],
                                rejected=bc["replies"][0], provenance=prov))
@@ -129,7 +187,7 @@ def pair_candidates(rollouts: Sequence[tuple[Trajectory, Verdict]], provenance_f
     return out
 
 
-def _distinct(items: list[tuple[Trajectory, int, dict]]) -> list[tuple[Trajectory, int, dict]]:
+def distinct_replies(items: list[tuple[Trajectory, int, dict]]) -> list[tuple[Trajectory, int, dict]]:
     seen, out = set(), []
     for item in sorted(items, key=lambda x: x[0].epoch):
         norm = normalize(item[2]["replies"][0])
@@ -149,15 +207,17 @@ def normalize(text: str) -> str:
 
 def filter_examples(candidates: Sequence[Example], index: ContaminationIndex | None, *, min_chars: int, max_chars: int,
                     near_dup_threshold: float, per_task_cap: int, prefer_short: bool = False,
-                    near_dups: Callable[[float], NearDups] = MinHashNearDups) -> FilterResult:
+                    near_dups: Callable[[float], NearDups] = MinHashNearDups,
+                    dropped_before: Sequence[Dropped] = ()) -> FilterResult:
     """Apply the checks in the documented order; SFT and pair examples are capped separately per task.
 
     prefer_short: within a task, consider shorter replies first, so the cap keeps the most concise verified
     replies (they end on their answer and are less likely to be cut off by max_tokens).
     near_dups: the near-duplicate index of a group (`near_dup.py`): MinHash-LSH, or ExactNearDups, the O(n^2) scan.
+    dropped_before: candidates verification already dropped (process_drops, revision_pairs), recorded and counted.
     """
     kept: list[Example] = []
-    dropped: list[Dropped] = []
+    dropped: list[Dropped] = list(dropped_before)
     seen: dict[tuple[str, str, str], set[str]] = defaultdict(set)  # (kind, task, request) -> normalized texts
     by_group: dict[tuple[str, str, str], NearDups] = {}
     per_task: Counter[tuple[str, str]] = Counter()
@@ -176,7 +236,7 @@ def filter_examples(candidates: Sequence[Example], index: ContaminationIndex | N
         if len(ex.reply) > max_chars or (ex.rejected is not None and len(ex.rejected) > max_chars):
             dropped.append(Dropped(ex, "too_long"))
             continue
-        group = (ex.kind, ex.provenance.task_id, _request_key(ex.prompt))
+        group = (ex.kind, ex.provenance.task_id, request_key(ex.prompt))
         text = normalize(ex.reply) + ("\0" + normalize(ex.rejected) if ex.rejected is not None else "")
         if text in seen[group]:
             dropped.append(Dropped(ex, "duplicate"))
@@ -198,7 +258,7 @@ def filter_examples(candidates: Sequence[Example], index: ContaminationIndex | N
     return FilterResult(kept, dropped)
 
 
-def rollout_counts(rollouts: Sequence[tuple[Trajectory, Verdict]]) -> dict[str, int]:
+def rollout_counts(rollouts: Sequence[tuple[Trajectory, Verdict]]) -> dict[str, Any]:
     """How many rollouts were verified good, and why the others were not (a rollout may have several reasons)."""
     c: Counter[str] = Counter()
     for _traj, verdict in rollouts:
@@ -208,7 +268,11 @@ def rollout_counts(rollouts: Sequence[tuple[Trajectory, Verdict]]) -> dict[str, 
             c[f"not_good:{r}"] += 1
     c["tasks"] = len({t.task_id for t, _ in rollouts})
     c["tasks_solved"] = len({t.task_id for t, v in rollouts if v.good})
-    return dict(c)
+    # both filter modes, whichever ran, so the data card can show what process verification removes
+    c["verified_outcome"] = sum(v.good_by_outcome for _t, v in rollouts)
+    c["verified_outcome_process"] = sum(v.good_by_outcome_and_process for _t, v in rollouts)
+    findings: Counter[str] = Counter(kind for _t, v in rollouts for kind in v.process.kinds)
+    return {**c, "process_findings": dict(sorted(findings.items()))}
 
 
 def ledger_rows(result: FilterResult) -> list[dict[str, Any]]:
@@ -245,7 +309,7 @@ def grpo_prompts(trajs: Sequence[Trajectory], index: ContaminationIndex | None) 
     """
     out, seen = [], set()
     for traj in sorted(trajs, key=lambda t: (t.task_id, t.epoch)):
-        calls = _single_reply_calls(traj)
+        calls = single_reply_calls(traj)
         if traj.task_id in seen or not calls:
             continue
         request = list(calls[-1][1]["request"])
