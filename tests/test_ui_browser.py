@@ -19,7 +19,7 @@ import pytest
 from ratchet.ledger import Ledger
 from ratchet.ui.app import UISettings, create_app
 from ratchet.ui.report import write_report
-from ui_fixture import ServedApp, build_demo_ledger, copy_demo, write_flywheel_rows
+from ui_fixture import AGENT_STEPS, ServedApp, build_demo_ledger, copy_demo, write_flywheel_rows
 
 pytestmark = pytest.mark.slow  # starts Chromium: ~30 s on two cores
 
@@ -124,6 +124,15 @@ def test_candidate_page_shows_the_highlighted_diff(server, demo, page):
     assert lesson["text"][:60] in text
     assert "p" in [th.strip() for th in page.locator("table.dstats th").all_inner_texts()]  # decision statistics
     shoot(page, "ui-candidate", docs="ui-candidate.png")
+
+
+def test_candidate_page_shows_the_agent_steps(server, demo, page):
+    open_page(page, server.url + f"#/candidate/{demo.candidates['calculator']}")
+    rows = page.locator("table.agent-steps tbody tr")
+    assert rows.count() == len(AGENT_STEPS)
+    text = page.inner_text("table.agent-steps")
+    assert "run_episode" in text and "task_id=arith-dev-003" in text and "ERROR no JSON action" in text
+    assert "6 steps · 1 errors · 5,120 tokens · 1 probe episodes" in page.inner_text("main")
 
 
 def test_other_pages_render(server, demo, page):

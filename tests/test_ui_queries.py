@@ -77,6 +77,14 @@ def test_lineage_marks_the_path_to_the_best(demo):
     assert on_path == expected and best in on_path
 
 
+def test_candidate_detail_has_the_agent_steps(demo):
+    from ui_fixture import AGENT_STEPS
+
+    work = queries.candidate_detail(demo.ledger, demo.candidates["calculator"])["agent_work"]
+    assert work["steps"] == AGENT_STEPS and work["errors"] == 1 and work["tokens"] == 5120 and work["episodes"] == 1
+    assert queries.candidate_detail(demo.ledger, demo.candidates["temperature"])["agent_work"] is None  # search keeps none
+
+
 def test_candidate_detail_has_decision_lesson_and_signals(demo):
     evaluated = [c for c in demo.ledger.candidates(demo.run_id) if (c["decision"] or {}).get("cand_eval")]
     cand = evaluated[0]

@@ -21,9 +21,9 @@ from ratchet.models.base import ModelError
 from ratchet.models.cache import CachedModel
 from ratchet.models.gguf import resolve_local_model
 from ratchet.models.openai import OpenAIModel
-from ratchet.models.vllm import VLLMServer, find_vllm, wait_healthy
+from ratchet.models.vllm import VLLMServer, find_vllm, tool_args, wait_healthy
 from ratchet.models.vllm_guard import group_members
-from ratchet.types import SamplingParams
+from ratchet.types import SamplingParams, Tools
 
 pytestmark = [pytest.mark.slow]
 SERVED = "smollm2-135m"
@@ -107,7 +107,8 @@ def test_kill_9_of_ratchet_leaves_no_vllm_process(tmp_path):
 @pytest.fixture(scope="module")
 def server(tmp_path_factory):
     """One vLLM server for the module, started by ratchet's VLLMServer; the tests attach through base_url."""
-    srv = VLLMServer(vllm_or_skip(), resolve_local_model(SERVED), SERVED, "bfloat16", [], tmp_path_factory.mktemp("vllm"))
+    model_dir = resolve_local_model(SERVED)
+    srv = VLLMServer(vllm_or_skip(), model_dir, SERVED, "bfloat16", tool_args(model_dir, []), tmp_path_factory.mktemp("vllm"))
     try:
         asyncio.run(wait_healthy(srv.base_url.removesuffix("/v1"), START_S, srv))
         yield srv
@@ -116,10 +117,12 @@ def server(tmp_path_factory):
         assert not group_members(srv.proc.pid), "vLLM processes outlived stop()"
 
 
-def call(model, params: SamplingParams, prompt: str = "What is 2+3? Answer with the number."):
+def call(model, params: SamplingParams, prompt: str | list = "What is 2+3? Answer with the number.", tools=None):
+    messages = [{"role": "user", "content": prompt}] if isinstance(prompt, str) else prompt
+
     async def go():
         try:
-            return await model.chat([{"role": "user", "content": prompt}], params)
+            return await (model.chat(messages, params, tools) if tools else model.chat(messages, params))
         finally:
             await model.aclose()
 
@@ -155,6 +158,33 @@ def test_openai_sdk_backend_on_real_vllm(server, tmp_path):
     assert not a.cached and b.cached and a.texts == b.texts and b.completion_tokens == a.completion_tokens
 
 
+ADD = {"type": "function", "function": {"name": "add", "description": "Add two integers.",
+                                        "parameters": {"type": "object", "properties": {"a": {"type": "integer"},
+                                                                                        "b": {"type": "integer"}},
+                                                       "required": ["a", "b"]}}}
+
+
+def test_tool_calls_on_real_vllm(server):
+    """Native tool calling: a named or required choice is schema-guided by vLLM, so even the 135M model's call
+    parses; "auto" goes through the Hermes parser ratchet starts the server with; a tool turn goes back."""
+    model = OpenAIModel(SERVED, server.base_url)
+    params = SamplingParams(max_tokens=64)
+    ask = "Use the add tool to add 2 and 3."
+    for choice in ("add", "required"):
+        got = call(model, params, ask, Tools((ADD,), choice))
+        assert len(got.tool_calls) >= 1 and got.tool_calls[0]["function"]["name"] == "add", (choice, got)
+        assert isinstance(json.loads(got.tool_calls[0]["function"]["arguments"]), dict) and got.tool_calls[0]["id"]
+    auto = call(model, params, ask, Tools((ADD,)))
+    assert auto.text or auto.tool_calls
+    turn = got.tool_calls[0]
+    back = call(model, params, [{"role": "user", "content": ask}, {"role": "assistant", "content": None, "tool_calls": [turn]},
+                                {"role": "tool", "tool_call_id": turn["id"], "name": "add", "content": "5"}], Tools((ADD,)))
+    assert back.prompt_tokens > auto.prompt_tokens  # the tool call and its result reached the template
+    plain = call(model, params, ask)
+    prompted = call(OpenAIModel(SERVED, server.base_url, tool_calling="prompt"), params, ask, Tools((ADD,), "required"))
+    assert prompted.prompt_tokens > plain.prompt_tokens + 50  # the convention put the specs in the system message
+
+
 def run_cli(*args: str) -> subprocess.CompletedProcess:
     env = {**os.environ, "COLUMNS": "200"}
     return subprocess.run(ratchet_cmd(*args), capture_output=True, text=True, timeout=1200, env=env)
@@ -170,3 +200,103 @@ def test_eval_and_two_evolve_rounds_with_backend_vllm(server, tmp_path):
     res = run_cli("evolve", str(project), "--rounds", "2", "--proposer", "search")
     assert res.returncode == 0, res.stdout + res.stderr
     assert "round   1" in res.stdout and "round   2" in res.stdout and "seed vs best" in res.stdout, res.stdout
+
+
+FLYWHEEL_SMALL = """
+[flywheel]
+generations = 1
+samples_per_task = 3
+task_limit = 6
+eval_limit = 4
+eval_epochs = 1
+
+[flywheel.train]
+max_steps = 2
+batch_size = 4
+lora_r = 4
+lora_alpha = 8
+max_length = 128
+"""
+
+
+def test_flywheel_generation_samples_through_vllm(server, tmp_path):
+    """The base model is the attached server; the trained checkpoint gets a vLLM server ratchet starts and stops."""
+    import shutil
+
+    from ratchet.flywheel.engine import Flywheel
+    from ratchet.ledger.flywheel_store import FlywheelStore
+    from ratchet.project import open_project
+
+    example = Path(__file__).parents[1] / "examples" / "arithmetic"
+    root = tmp_path / "arith"
+    shutil.copytree(example / "harness", root / "harness")
+    toml = (example / "ratchet.toml").read_text()
+    toml = toml[: toml.index("[flywheel]")] + FLYWHEEL_SMALL
+    toml = re.sub(r"\[model\]\n(.*\n)*?\n", f'[model]\nbackend = "vllm"\nname = "{SERVED}"\nbase_url = "{server.base_url}"\n\n',
+                  toml, count=1)
+    (root / "ratchet.toml").write_text(toml)
+    proj = open_project(root)
+    events: list[str] = []
+    engine = Flywheel(proj, on_event=events.append)
+
+    async def go():
+        try:
+            return await engine.run()
+        finally:
+            await engine.aclose()
+            await proj.aclose()
+
+    summary = asyncio.run(go())
+    assert summary.status == "finished", events
+    gen = FlywheelStore(proj.ledger).generations(summary.run_id)[0]
+    assert gen["status"] in ("promoted", "rejected") and gen["counts"]["rollouts"] == 18
+    assert proj.ledger.eval(gen["eval_id"])["model"] == f"vllm:{SERVED}"  # sampled through the attached server
+    models = {e["model"] for e in proj.ledger.evals(summary.run_id)}
+    assert f"vllm:{gen['candidate_model']}" in models, models  # the checkpoint, evaluated through its own server
+    logs = list((root / ".ratchet" / "vllm").glob("vllm-*.log"))  # the server ratchet started for the checkpoint
+    assert len(logs) == 1 and gen["candidate_model"] in logs[0].read_text(errors="replace"), logs
+    left = [pid for pid in os.listdir("/proc") if pid.isdigit() and str(root).encode() in _cmdline(pid)]
+    assert not left, f"the checkpoint's vLLM server outlived the run: {left}"
+
+
+def _cmdline(pid: str) -> bytes:
+    try:
+        return Path(f"/proc/{pid}/cmdline").read_bytes()
+    except OSError:
+        return b""
+
+
+@pytest.mark.parametrize("proposer", ["agent", "llm"])
+def test_evolve_with_a_model_proposer_on_vllm(server, tmp_path, proposer):
+    """The meta-agent is the embedded model behind the real server ([loop.proposer_model]): three rounds in which
+    every proposal is evaluated or recorded as failed with its reason; the agent's steps are in `ratchet show`."""
+    attach = f'backend = "vllm"\nname = "{SERVED}"\nbase_url = "{server.base_url}"'
+    project = write_project(tmp_path / proposer, attach)
+    toml = (project / "ratchet.toml").read_text().replace('proposer = "search"', f'proposer = "{proposer}"')
+    toml = toml.replace("[loop]\n", "[loop]\nagent_max_steps = 4\nagent_max_tokens = 12000\n", 1)
+    (project / "ratchet.toml").write_text(f"{toml}\n[loop.proposer_model]\n{attach}\ncache = false\n")
+    res = run_cli("evolve", str(project), "--rounds", "3")
+    assert res.returncode == 0, res.stdout + res.stderr
+    from ratchet.config import load_project
+    from ratchet.ledger import Ledger
+    from ratchet.loop.record import CandidateStatus, Decision
+
+    cfg = load_project(project)
+    ledger = Ledger(cfg.ledger_url)
+    run_id = ledger.latest_run("evolve", cfg.project.name)["id"]
+    cands = ledger.candidates(run_id)
+    assert sorted(c["round"] for c in cands) == [1, 2, 3], cands
+    for c in cands:
+        d = Decision.from_json(c["decision"])
+        if c["status"] == CandidateStatus.FAILED:
+            assert d.reason.strip() and c["proposer"] == proposer, c  # recorded with why
+        else:
+            assert c["status"] in (CandidateStatus.ACCEPTED, CandidateStatus.REJECTED, CandidateStatus.DUPLICATE,
+                                   CandidateStatus.GUARD_REJECTED), c
+            assert c["status"] != CandidateStatus.REJECTED or d.dev is not None or d.reason, c
+    usage = ledger.get_state(run_id, "usage")
+    assert usage["proposer_tokens"] > 0  # the proposer model really ran, on the server
+    print(run_cli("log", str(project)).stdout)  # what the rounds did, for `pytest -s`
+    if proposer == "agent":
+        shown = run_cli("show", str(project), cands[0]["id"])
+        assert shown.returncode == 0 and "agent steps (" in shown.stdout, shown.stdout + shown.stderr

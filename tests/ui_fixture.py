@@ -18,6 +18,7 @@ from ratchet.ledger import Ledger
 from ratchet.loop.decision import decide_dev, decide_slice
 from ratchet.loop.holdout import Thresholdout
 from ratchet.loop.memory import Lesson, draft_next_step, lesson_text
+from ratchet.loop.record import proposal_state_key
 from ratchet.types import Trajectory
 
 EPOCHS = 2
@@ -102,7 +103,7 @@ ROUNDS = [
     ("show_work", "llm", "ask the model to show its work before the answer",
      "Writing intermediate steps helps multi-digit multiplication.",
      _diff("prompts/system.md", [SYSTEM], ["You are a careful calculator.", "Show your work, then give the number on the last line."]), 0.74, "eval"),
-    ("calculator", "llm", "route every multiplication through the calculator skill",
+    ("calculator", "agent", "route every multiplication through the calculator skill",
      "Most remaining failures are wrong products; the calculator is exact.",
      _diff("prompts/system.md", [SYSTEM], [SYSTEM, "For any multiplication, call the calculator skill and copy its result."]), 0.86, "eval"),
     ("short_tokens", "search", "max_tokens 64 -> 8", "Fewer tokens cut cost without hurting short numeric answers.",
@@ -115,6 +116,18 @@ ROUNDS = [
      _diff("harness.py", ["    return await ctx.ask(task.input)"],
            ["    reply = await ctx.ask(task.input)", "    if not reply.strip():", "        reply = await ctx.ask(task.input + ' Answer with a number.')", "    return reply"], start=12),
      0.0, "wait"),
+]
+
+AGENT_STEPS = [
+    {"step": 1, "tokens": 900, "tool": "read", "args": {"path": "BRIEF.md"}, "result": "BRIEF.md (lines 1-40 of 40):"},
+    {"step": 2, "tokens": 1100, "tool": "read", "args": {"path": "trajectories/01-fail-wrong_answer-arith-dev-003.md"},
+     "result": "trajectories/01-fail-wrong_answer-arith-dev-003.md (lines 1-60 of 60):"},
+    {"step": 3, "tokens": 400, "error": "no JSON action in the reply. Reply with exactly one JSON object"},
+    {"step": 4, "tokens": 1000, "tool": "edit", "args": {"path": "harness/prompts/system.md", "search": SYSTEM,
+                                                          "replace": "... (120 chars)"}, "result": "saved harness/prompts/system.md"},
+    {"step": 5, "tokens": 800, "tool": "run_episode", "args": {"task_id": "arith-dev-003"}, "result": "score 1.00 (ok)"},
+    {"step": 6, "tokens": 920, "tool": "finish", "args": {"rationale": "wrong products", "hypothesis": "the calculator is exact"},
+     "result": "finished: prompts/system.md"},
 ]
 
 
@@ -138,6 +151,8 @@ def build_demo_ledger(path: Path | str) -> DemoLedger:
                          proposer=proposer, summary=summary, rationale=f"Failure analysis of the parent: {hypothesis}",
                          hypothesis=hypothesis, diff=diff, fingerprint=hashlib.sha256(diff.encode()).hexdigest()[:16],
                          status="proposed", decision={}, cost={})
+        if proposer == "agent":  # the agent proposer's tool steps, as the engine stores a finished proposal's meta
+            lg.set_state(run_id, proposal_state_key(run_id, rnd, cid), {"meta": {"steps": AGENT_STEPS, "tokens": 5120, "episodes": 1}})
         if fate == "guard":
             lg.update_candidate(cid, status="guard_rejected", decision={"final": "rejected", "reason": "guard: protected path",
                                 "guard": ["suite/scorer.py is protected ([guard] protected_paths)"], "risky": []})

@@ -50,7 +50,9 @@ FINAL = frozenset({CandidateStatus.ACCEPTED, CandidateStatus.REJECTED, Candidate
 TO_EVALUATE = frozenset({CandidateStatus.PROPOSED, CandidateStatus.APPROVED, CandidateStatus.EVALUATING})
 
 
-Message = dict[str, str]  # {"role": "system"|"user"|"assistant"|"tool", "content": "..."}
+# {"role": "system"|"user"|"assistant"|"tool", "content": "..."}; in a tool-using conversation an assistant
+# message may carry "tool_calls" and a tool message "tool_call_id" and "name" (the OpenAI shapes)
+Message = dict[str, Any]
 
 
 @dataclass(frozen=True)
@@ -128,12 +130,51 @@ class SamplingParams:
 _LATER_DEFAULTS: dict[str, Any] = {"top_k": 0, "frequency_penalty": 0.0, "presence_penalty": 0.0, "repetition_penalty": 1.0}
 
 
+TOOL_CHOICES = ("auto", "required")
+
+
+@dataclass(frozen=True)
+class Tools:
+    """Functions a model may call on one request, in the OpenAI `tools` shape, and whether it must.
+
+    `choice`: "auto" (the model decides), "required" (some tool call), or one function's name (that one).
+    Backends with native tool calling (openai, vllm) send these as they are; the others use the prompt
+    convention in models/tool_prompt.py."""
+
+    functions: tuple[dict[str, Any], ...]
+    choice: str = "auto"
+
+    def __post_init__(self) -> None:
+        names = []
+        for f in self.functions:
+            fn = f.get("function") if isinstance(f, Mapping) else None
+            if not (isinstance(fn, Mapping) and f.get("type") == "function" and isinstance(fn.get("name"), str)):
+                raise ValueError('each tool must be {"type": "function", "function": {"name": ..., "parameters": {...}}}, '
+                                 f"got {f!r}"[:300])
+            names.append(fn["name"])
+        if not names:
+            raise ValueError("tools is empty; pass None for a call without tools")
+        if self.choice not in TOOL_CHOICES and self.choice not in names:
+            raise ValueError(f"tool choice must be auto, required or one of the tools {names}, got {self.choice!r}")
+        object.__setattr__(self, "functions", tuple(self.functions))
+
+    @property
+    def names(self) -> list[str]:
+        return [f["function"]["name"] for f in self.functions]
+
+    def to_json(self) -> dict[str, Any]:
+        return {"functions": list(self.functions), "choice": self.choice}
+
+
 @dataclass
 class Completion:
     texts: list[str]  # one per sample (params.n)
     prompt_tokens: int = 0
     completion_tokens: int = 0
     cached: bool = False
+    # tool calls of the first sample, OpenAI shape: {"id", "type": "function", "function": {"name", "arguments"}},
+    # "arguments" being the JSON text the model wrote (check it: a small model's may not parse)
+    tool_calls: list[dict[str, Any]] = field(default_factory=list)
 
     @property
     def text(self) -> str:

@@ -21,10 +21,11 @@ from ratchet.harness.budget import EpisodeBudget, EpisodeLimits
 from ratchet.harness.loader import Harness
 from ratchet.models.base import ChatModel, ModelUnavailable
 from ratchet.sandbox import PIPE_LIMIT, Sandbox, SandboxLimits, python_argv
-from ratchet.types import SamplingParams, Task, Trajectory
+from ratchet.types import SamplingParams, Task, Tools, Trajectory
 
 WORKER_SOURCE = Path(__file__).with_name("worker.py")
 TECHNIQUES_SOURCE = Path(__file__).with_name("techniques.py")  # the harness library the worker offers through ctx
+TOOL_CALLS_SOURCE = Path(__file__).with_name("tool_calls.py")  # ctx.llm(tools=...) and ctx.call
 LOG_TAIL = 4000
 
 
@@ -91,7 +92,8 @@ class _Episode:
             self.end(msg.get("error"))
             return
         if op == "tool":  # a local tool ran inside the sandbox; record it as a step
-            self.traj.tool_calls.append({k: msg.get(k) for k in ("name", "args", "result", "error")})
+            self.traj.tool_calls.append({k: msg.get(k) for k in ("name", "args", "result", "error", "call_id")
+                                         if k != "call_id" or msg.get(k)})
             if msg.get("error"):
                 self.traj.tool_errors += 1
             why = self.budget.admit({"op": "tool", "name": msg.get("name"), "args": msg.get("args")})
@@ -123,14 +125,17 @@ class _Episode:
         self.calls += 1
         params = SamplingParams.from_json(raw)
         messages = list(msg.get("messages") or [])
-        completion = await self.svc.model.chat(messages, params)
+        tools = _tools(msg.get("tools"))
+        completion = await (self.svc.model.chat(messages, params, tools) if tools else self.svc.model.chat(messages, params))
         self.budget.charge(completion.prompt_tokens + completion.completion_tokens)
         self.traj.tokens = self.budget.tokens
         self.traj.prompt_tokens += completion.prompt_tokens
         self.traj.completion_tokens += completion.completion_tokens
-        self.traj.messages.append({"request": messages, "params": params.to_json(), "replies": completion.texts,
-                                   "cached": completion.cached})
-        return {"texts": completion.texts}
+        record = {"request": messages, "params": params.to_json(), "replies": completion.texts, "cached": completion.cached}
+        if tools:
+            record.update(tools=tools.names, tool_calls=completion.tool_calls)
+        self.traj.messages.append(record)
+        return {"texts": completion.texts, "tool_calls": completion.tool_calls}
 
     async def _skill(self, msg: dict[str, Any]) -> dict[str, Any]:
         name, args, kwargs = msg.get("name"), msg.get("args") or [], msg.get("kwargs") or {}
@@ -145,9 +150,19 @@ class _Episode:
             result, failed = (self.svc.recall(str(query)) if self.svc.recall else ""), False
         else:
             raise ValueError(f"the parent serves only the python and memory skills, not {name!r}")
-        self.traj.tool_calls.append({"name": name, "args": args, "kwargs": kwargs, "result": result})
+        self.traj.tool_calls.append({"name": name, "args": args, "kwargs": kwargs, "result": result,
+                                     **({"call_id": msg["call_id"]} if msg.get("call_id") else {})})
         self.traj.tool_errors += failed
         return {"result": result}
+
+
+def _tools(raw: Any) -> Tools | None:
+    """The tools of a worker's model call; a malformed spec is the program's error (a ValueError it sees)."""
+    if not raw:
+        return None
+    if not isinstance(raw, dict):
+        raise ValueError(f"tools must come as {{'functions': [...], 'choice': ...}}, got {raw!r:.200}")
+    return Tools(tuple(raw.get("functions") or ()), str(raw.get("choice") or "auto"))
 
 
 _SIGNAL_MEANING = {signal.SIGXCPU: "the cpu limit", signal.SIGXFSZ: "the file size limit",
@@ -207,7 +222,8 @@ async def run_episode(harness: Harness, task: Task, services: EpisodeServices, s
     """Run one episode in the sandbox; the returned trajectory is not scored yet."""
     ep = _Episode(harness, task, services, seed, epoch)
     started = time.monotonic()
-    files = {**harness.files, "worker.py": WORKER_SOURCE.read_text(), "techniques.py": TECHNIQUES_SOURCE.read_text()}
+    files = {**harness.files, "worker.py": WORKER_SOURCE.read_text(), "techniques.py": TECHNIQUES_SOURCE.read_text(),
+             "tool_calls.py": TOOL_CALLS_SOURCE.read_text()}
     async with await services.sandbox.spawn(python_argv("worker.py"), files=files) as box:
         proc = box.proc
         proc.stdin.write((json.dumps(ep.setup_message()) + "\n").encode())

@@ -113,36 +113,75 @@ class Context:
         self._demos = list(setup.get("demos") or [])  # the run's demo pool: verified train examples only
 
     # -- model calls -------------------------------------------------------------------------
-    def _request_llm(self, prompt, system, n, sampling):
+    def _request_llm(self, prompt, system, n, sampling, tools=None, tool_choice="auto"):
         messages = [{"role": "user", "content": prompt}] if isinstance(prompt, str) else list(prompt)
         if system:
             messages = [{"role": "system", "content": system}] + messages
         params = {k: self.params[k] for k in _SAMPLING_KNOBS if k in self.params}
         params.update(sampling)
         params["n"] = n
-        return {"op": "llm", "messages": messages, "params": params}
+        msg = {"op": "llm", "messages": messages, "params": params}
+        if tools:
+            specs = [self.tool_spec(t) if isinstance(t, str) else t for t in tools]
+            msg["tools"] = {"functions": specs, "choice": tool_choice}
+        return msg
 
     def _absorb(self, reply):
         self.budget.steps_left = reply.get("steps_left", self.budget.steps_left)
         self.budget.tokens_left = reply.get("tokens_left", self.budget.tokens_left)
         return reply["texts"]
 
-    def llm(self, prompt, system=None, **sampling) -> str:
-        """One completion for a prompt string or a list of chat messages."""
-        return self._absorb(self._ch.call(self._request_llm(prompt, system, 1, sampling)))[0]
+    def llm(self, prompt, system=None, tools=None, tool_choice="auto", **sampling):
+        """One completion for a prompt string or a list of chat messages. With `tools` (enabled skills' names or
+        OpenAI function specs; `tool_choice` "auto", "required" or a tool's name), the assistant message,
+        {"role", "content", "tool_calls"}, to append to the conversation; run its calls with ctx.call."""
+        reply = self._ch.call(self._request_llm(prompt, system, 1, sampling, tools, tool_choice))
+        return self._assistant(reply, tools)
+
+    def _assistant(self, reply, tools):
+        text = self._absorb(reply)[0]
+        return {"role": "assistant", "content": text, "tool_calls": reply.get("tool_calls") or []} if tools else text
 
     def sample(self, prompt, n, system=None, **sampling) -> list:
         """n completions of the same prompt (one step of the budget)."""
         return self._absorb(self._ch.call(self._request_llm(prompt, system, n, sampling)))
 
-    async def allm(self, prompt, system=None, **sampling) -> str:
+    async def allm(self, prompt, system=None, tools=None, tool_choice="auto", **sampling):
         import asyncio  # already loaded: only a running event loop can call this
 
-        fut = self._ch.request(self._request_llm(prompt, system, 1, sampling))
+        fut = self._ch.request(self._request_llm(prompt, system, 1, sampling, tools, tool_choice))
         reply = await asyncio.wrap_future(fut)
         if not reply.get("ok"):
             raise EpisodeError(reply.get("error", "request refused"))
-        return self._absorb(reply)[0]
+        return self._assistant(reply, tools)
+
+    # -- tool calling (tool_calls.py) -----------------------------------------------------------------
+    def tool_spec(self, name):
+        """The OpenAI function spec of the enabled skill `name`."""
+        if name not in self.skills_enabled:
+            raise EpisodeError(f"tool {name!r} is not an enabled skill; enabled: {self.skills_enabled}")
+        builtin = name in _tool_calls().BUILTIN
+        return _tool_calls().spec_for(name, None if builtin else self._load_user_skill(name))
+
+    def call(self, tool_call):
+        """Run a tool call of ctx.llm's reply as the skill it names; the tool message to append. A call that
+        cannot run gives a message starting "ERROR:" (a tool error of the episode), not an exception."""
+        tc = _tool_calls()
+        call_id = str(tool_call.get("id", "")) if isinstance(tool_call, dict) else ""
+        try:
+            name, kwargs = tc.arguments_of(tool_call)
+            if name not in self.skills_enabled:
+                raise ValueError(f"there is no tool {name!r}; the tools are the enabled skills {self.skills_enabled}")
+        except ValueError as e:
+            self._ch.call({"op": "tool", "name": "?", "args": [repr(tool_call)[:300]], "error": str(e), "call_id": call_id})
+            return tc.tool_message(tool_call, f"ERROR: {e}")
+        try:
+            result = self._skill(name, [], kwargs, call_id)
+        except EpisodeError:
+            raise  # the budget or the parent ended the episode
+        except Exception as e:  # recorded as a tool error by _local_tool
+            return tc.tool_message(tool_call, f"ERROR: {type(e).__name__}: {e}")
+        return tc.tool_message(tool_call, tc.result_text(name, result))
 
     # -- generic techniques (techniques.py; docs/harness.md) -----------------------------------------
     def demos(self, k):
@@ -195,23 +234,27 @@ class Context:
         raise EpisodeError(f"no prompt named {name!r} in prompts/")
 
     def skill(self, name, *args, **kwargs):
+        return self._skill(name, list(args), kwargs, None)
+
+    def _skill(self, name, args, kwargs, call_id):
         if name not in self.skills_enabled:
             raise EpisodeError(f"skill {name!r} is not enabled; enabled: {self.skills_enabled}")
         if name == "calculator":
-            return self._local_tool(name, calculator, args, kwargs)
+            return self._local_tool(name, calculator, args, kwargs, call_id)
         if name in ("python", "memory"):
-            return self._ch.call({"op": "skill", "name": name, "args": list(args), "kwargs": kwargs})["result"]
-        return self._local_tool(name, self._load_user_skill(name), args, kwargs)
+            return self._ch.call({"op": "skill", "name": name, "args": args, "kwargs": kwargs, "call_id": call_id})["result"]
+        return self._local_tool(name, self._load_user_skill(name), args, kwargs, call_id)
 
-    def _local_tool(self, name, fn, args, kwargs):
+    def _local_tool(self, name, fn, args, kwargs, call_id=None):
+        shown = [repr(a) for a in args] + [f"{k}={v!r}" for k, v in kwargs.items()]
         try:
             result = fn(*args, **kwargs)
-            self._ch.call({"op": "tool", "name": name, "args": [repr(a) for a in args], "result": repr(result)})
+            self._ch.call({"op": "tool", "name": name, "args": shown, "result": repr(result), "call_id": call_id})
             return result
         except EpisodeError:
             raise
         except Exception as e:  # a tool error is a process signal, not a crash of the episode
-            self._ch.call({"op": "tool", "name": name, "args": [repr(a) for a in args], "error": repr(e)})
+            self._ch.call({"op": "tool", "name": name, "args": shown, "error": repr(e), "call_id": call_id})
             raise
 
     def _load_user_skill(self, name):
@@ -226,13 +269,21 @@ class Context:
         print(*parts, file=sys.stderr)
 
 
-_TECHNIQUES = []
+_LIBRARY = {}
+
+
+def _library(name):
+    if name not in _LIBRARY:  # loaded on first use: most episodes of a plain harness never need them
+        _LIBRARY[name] = _import(HERE / f"{name}.py", name)
+    return _LIBRARY[name]
 
 
 def _techniques():
-    if not _TECHNIQUES:  # loaded on first use: most episodes of a plain harness never need it
-        _TECHNIQUES.append(_import(HERE / "techniques.py", "techniques"))
-    return _TECHNIQUES[0]
+    return _library("techniques")
+
+
+def _tool_calls():
+    return _library("tool_calls")
 
 
 def _import(path: Path, module_name: str):

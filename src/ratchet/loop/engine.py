@@ -32,7 +32,7 @@ from ratchet.loop.memory import claim_memory, lesson_text, project_lessons, reca
 from ratchet.loop.population import member_suffix, run_population_round, tried_text
 from ratchet.loop.proposer_trouble import announce
 from ratchet.loop.proposers.base import Proposal, ProposalContext, ProposalError, Proposer
-from ratchet.loop.record import FINAL, TO_EVALUATE, CandidateStatus, Decision
+from ratchet.loop.record import FINAL, TO_EVALUATE, CandidateStatus, Decision, proposal_state_key
 from ratchet.loop.workspace import open_round
 from ratchet.models.metered import MeteredModel
 from ratchet.types import Trajectory, jsonable
@@ -165,8 +165,7 @@ class LoopEngine:
         return next(m for m in self.archive if m.candidate_id == candidate_id)
 
     def proposal_key(self, r: int, cand_id: str) -> str:
-        """Where a candidate's proposal is kept: proposal/3 (and proposal/3b, ... in a population round)."""
-        return f"proposal/{r}{cand_id.removeprefix(f'{self.run_id}-r{r:03d}')}"
+        return proposal_state_key(self.run_id, r, cand_id)
 
     async def _propose(self, r: int, cand_id: str, parent: arch.Member, k: int = 0) -> dict[str, Any]:
         """Propose, guard and record round r's candidate (the k-th of a population round)."""

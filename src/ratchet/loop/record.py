@@ -114,3 +114,8 @@ def _partial(cls: Any, d: Any) -> Any:
 
 def _stats(d: Mapping[str, Any] | None) -> DecisionStats | None:
     return DecisionStats.from_json(d) if d else None
+
+
+def proposal_state_key(run_id: str, round_: int, cand_id: str) -> str:
+    """The ledger state key of a candidate's proposal: proposal/3 (proposal/3b, ... in a population round)."""
+    return f"proposal/{round_}{cand_id.removeprefix(f'{run_id}-r{round_:03d}')}"

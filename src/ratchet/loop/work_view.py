@@ -8,6 +8,8 @@ from __future__ import annotations
 
 from typing import Any
 
+from ratchet.loop.record import proposal_state_key
+
 
 def step_lines(steps: list[dict[str, Any]]) -> list[str]:
     """The agent's steps as `ratchet show` prints them: one line each."""
@@ -21,22 +23,29 @@ def step_lines(steps: list[dict[str, Any]]) -> list[str]:
 
 
 def proposal_meta(ledger: Any, candidate: dict[str, Any]) -> dict[str, Any]:
-    run_id, r = candidate["run_id"], candidate["round"]
-    member = candidate["id"].removeprefix(f"{run_id}-r{r:03d}")  # "", or b, c... in a population round
-    saved = ledger.get_state(run_id, f"proposal/{r}{member}") or {}
+    saved = ledger.get_state(candidate["run_id"], proposal_state_key(candidate["run_id"], candidate["round"],
+                                                                     candidate["id"])) or {}
     return saved.get("meta") or {}
+
+
+def agent_work(meta: dict[str, Any], attempts: Any) -> dict[str, Any] | None:
+    """The agent's steps with their totals (for `ratchet show` and the UI); None for other proposers."""
+    tried = [a for a in attempts if isinstance(a, dict)] if isinstance(attempts, list) else []
+    steps = meta.get("steps") or [a for a in tried if "step" in a]
+    if not steps:
+        return None
+    return {"steps": steps, "errors": sum(bool(s.get("error")) for s in steps),
+            "tokens": meta.get("tokens", sum(int(s.get("tokens") or 0) for s in steps)),
+            "episodes": meta.get("episodes") or 0}
 
 
 def work_lines(meta: dict[str, Any], attempts: Any) -> list[str]:
     """Lines about the agent's steps or the command's run; [] for proposers that keep neither."""
     tried = [a for a in attempts if isinstance(a, dict)] if isinstance(attempts, list) else []
-    steps = meta.get("steps") or [a for a in tried if "step" in a]
     lines: list[str] = []
-    if steps:
-        tokens = meta.get("tokens", sum(int(s.get("tokens") or 0) for s in steps))
-        errors = sum(bool(s.get("error")) for s in steps)
-        lines += [f"agent steps ({len(steps)}, {errors} errors, {tokens} tokens"
-                  + (f", {meta['episodes']} probe episodes" if meta.get("episodes") else "") + "):", *step_lines(steps)]
+    if work := agent_work(meta, attempts):
+        lines += [f"agent steps ({len(work['steps'])}, {work['errors']} errors, {work['tokens']} tokens"
+                  + (f", {work['episodes']} probe episodes" if work["episodes"] else "") + "):", *step_lines(work["steps"])]
     run = meta if "returncode" in meta else next((a for a in tried if "returncode" in a), None)
     if run:
         lines.append(f"command: {' '.join(run.get('argv') or [])} -> exit {run.get('returncode')} in "

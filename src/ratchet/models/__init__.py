@@ -38,11 +38,11 @@ def _local_name(name: str, root: Path) -> str:
 def _vllm_model(section: ModelSection, root: Path, cache_path: Path | None) -> ChatModel:
     """A vLLM server ratchet starts for the model `section.name` names, or the one at `section.base_url`."""
     from ratchet.models.openai import OpenAIModel
-    from ratchet.models.vllm import VLLMModel, VLLMServer, find_vllm
+    from ratchet.models.vllm import VLLMModel, VLLMServer, find_vllm, tool_args
 
     def client(base_url: str) -> OpenAIModel:
         return OpenAIModel(section.name, base_url, api_key_env=section.api_key_env, concurrency=section.concurrency,
-                           timeout_s=section.timeout_s, max_retries=section.max_retries)
+                           timeout_s=section.timeout_s, max_retries=section.max_retries, tool_calling=section.tool_calling)
 
     if section.base_url:
         return VLLMModel(section.name, client(section.base_url), None, section.start_timeout_s)
@@ -54,7 +54,8 @@ def _vllm_model(section: ModelSection, root: Path, cache_path: Path | None) -> C
                          "(the flywheel's registry models are merged already)")
     dtype = "bfloat16" if section.dtype == "auto" else section.dtype
     log_dir = cache_path.parent / "vllm" if cache_path is not None else None
-    server = VLLMServer(find_vllm(section.vllm_bin), model_dir, section.name, dtype, section.vllm_args, log_dir)
+    args = [*section.vllm_args, *tool_args(model_dir, section.vllm_args)]
+    server = VLLMServer(find_vllm(section.vllm_bin), model_dir, section.name, dtype, args, log_dir)
     return VLLMModel(section.name, client(server.base_url), server, section.start_timeout_s)
 
 
@@ -81,6 +82,7 @@ def build_model(section: ModelSection, root: Path, cache_path: Path | None = Non
             concurrency=section.concurrency,
             timeout_s=section.timeout_s,
             max_retries=section.max_retries,
+            tool_calling=section.tool_calling,
         )
     elif section.backend == "vllm":
         model = _vllm_model(section, root, cache_path)

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Protocol, runtime_checkable
 
-from ratchet.types import Completion, Message, SamplingParams
+from ratchet.types import Completion, Message, SamplingParams, Tools
 
 
 class ModelError(RuntimeError):
@@ -21,6 +21,9 @@ class ModelUnavailable(ModelError):
 class ChatModel(Protocol):
     name: str  # stable identity used in cache keys and provenance
 
-    async def chat(self, messages: list[Message], params: SamplingParams) -> Completion: ...
+    # `tools`: functions the model may call; their calls come back in Completion.tool_calls. Every backend takes
+    # them (natively or by models/tool_prompt.py's convention); callers pass tools only when there are some, so a
+    # ChatModel written before tools existed still serves calls without them.
+    async def chat(self, messages: list[Message], params: SamplingParams, tools: Tools | None = None) -> Completion: ...
 
     async def aclose(self) -> None: ...

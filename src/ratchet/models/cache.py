@@ -1,6 +1,6 @@
 """A content-addressed cache in front of any ChatModel.
 
-The key is the sha256 of canonical JSON of (model name, sampling params incl. seed, messages), so an
+The key is the sha256 of canonical JSON of (model name, sampling params incl. seed, messages, tools), so an
 identical call, in this run or a later one, skips the model. Replies live in one SQLite table (WAL, so
 several processes may share the file). Identical calls in flight at the same time share one model call.
 
@@ -20,7 +20,7 @@ import time
 from pathlib import Path
 
 from ratchet.models.base import ChatModel
-from ratchet.types import Completion, Message, SamplingParams
+from ratchet.types import Completion, Message, SamplingParams, Tools
 
 _SCHEMA = """
 CREATE TABLE IF NOT EXISTS completions (
@@ -32,9 +32,12 @@ CREATE TABLE IF NOT EXISTS completions (
 """
 
 
-def cache_key(model_name: str, messages: list[Message], params: SamplingParams) -> str:
+def cache_key(model_name: str, messages: list[Message], params: SamplingParams, tools: Tools | None = None) -> str:
+    request: dict = {"model": model_name, "params": params.to_json(), "messages": messages}
+    if tools is not None:  # absent otherwise: a call without tools keeps the key it always had
+        request["tools"] = tools.to_json()
     canonical = json.dumps(
-        {"model": model_name, "params": params.to_json(), "messages": messages},
+        request,
         sort_keys=True,
         separators=(",", ":"),
         ensure_ascii=False,
@@ -64,7 +67,8 @@ class CompletionStore:
         if row is None:
             return None
         d = json.loads(row[0])
-        return Completion(texts=d["texts"], prompt_tokens=d["prompt_tokens"], completion_tokens=d["completion_tokens"])
+        return Completion(texts=d["texts"], prompt_tokens=d["prompt_tokens"], completion_tokens=d["completion_tokens"],
+                          tool_calls=d.get("tool_calls") or [])
 
     def put(self, key: str, model: str, completion: Completion) -> None:
         reply = json.dumps(
@@ -72,6 +76,7 @@ class CompletionStore:
                 "texts": completion.texts,
                 "prompt_tokens": completion.prompt_tokens,
                 "completion_tokens": completion.completion_tokens,
+                **({"tool_calls": completion.tool_calls} if completion.tool_calls else {}),
             },
             ensure_ascii=False,
         )
@@ -106,10 +111,13 @@ class CachedModel:
     def __repr__(self) -> str:
         return f"CachedModel({self.inner!r}, path='{self.store.path}')"
 
-    async def chat(self, messages: list[Message], params: SamplingParams) -> Completion:
+    async def chat(self, messages: list[Message], params: SamplingParams, tools: Tools | None = None) -> Completion:
+        def ask():
+            return self.inner.chat(messages, params, tools) if tools is not None else self.inner.chat(messages, params)
+
         if not is_cacheable(params):
-            return await self.inner.chat(messages, params)
-        key = cache_key(self.name, messages, params)
+            return await ask()
+        key = cache_key(self.name, messages, params, tools)
         with self._lock:
             shared = self._in_flight.get(key)
             if shared is None:
@@ -126,9 +134,10 @@ class CachedModel:
         if shared is not None:
             # shield: a cancelled follower must not cancel the shared future under the caller that owns it
             done = await asyncio.shield(asyncio.wrap_future(shared))
-            return Completion(list(done.texts), done.prompt_tokens, done.completion_tokens, cached=True)
+            return Completion(list(done.texts), done.prompt_tokens, done.completion_tokens, cached=True,
+                              tool_calls=list(done.tool_calls))
         try:
-            completion = await self.inner.chat(messages, params)
+            completion = await ask()
             self.store.put(key, self.name, completion)
             if not owned.done():
                 owned.set_result(completion)

@@ -16,10 +16,11 @@ from typing import Any
 import torch
 from transformers.cache_utils import DynamicLayer
 
+from ratchet.models import tool_prompt
 from ratchet.models.base import ModelError
 from ratchet.models.batching import Admit, DynamicBatcher, Finished, RowRequest, RowResult, decode_batch, left_pad
 from ratchet.models.gguf import EMBEDDED_NAME, load_causal_lm, resolve_local_model
-from ratchet.types import Completion, Message, SamplingParams
+from ratchet.types import Completion, Message, SamplingParams, Tools
 
 _DTYPES = {"float32": torch.float32, "bfloat16": torch.bfloat16, "float16": torch.float16}
 
@@ -184,15 +185,19 @@ class LocalModel:
             for k in range(params.n)
         ]
 
-    async def chat(self, messages: list[Message], params: SamplingParams) -> Completion:
+    async def chat(self, messages: list[Message], params: SamplingParams, tools: Tools | None = None) -> Completion:
+        # no native tool calling here: the prompt convention (models/tool_prompt.py)
+        if tools is not None or tool_prompt.has_tool_turns(messages):
+            messages = tool_prompt.render(messages, tools)
         check_messages(messages)
         prompt_ids = self.step_model.encode_chat(messages)
         results = await self.batcher.submit(self.rows_for(prompt_ids, params))
-        return Completion(
+        completion = Completion(
             texts=[r.text for r in results],
             prompt_tokens=len(prompt_ids),
             completion_tokens=sum(r.completion_tokens for r in results),
         )
+        return tool_prompt.read_reply(completion, tools) if tools is not None else completion
 
     async def aclose(self) -> None:
         await asyncio.to_thread(self.batcher.close)

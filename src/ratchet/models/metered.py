@@ -9,7 +9,7 @@ from __future__ import annotations
 from collections.abc import Callable
 
 from ratchet.models.base import ChatModel
-from ratchet.types import Completion, Message, SamplingParams
+from ratchet.types import Completion, Message, SamplingParams, Tools
 
 
 class MeteredModel:
@@ -17,8 +17,8 @@ class MeteredModel:
         self.inner, self.name, self._usd = inner, inner.name, usd
         self.prompt_tokens = self.completion_tokens = 0
 
-    async def chat(self, messages: list[Message], params: SamplingParams) -> Completion:
-        completion = await self.inner.chat(messages, params)
+    async def chat(self, messages: list[Message], params: SamplingParams, tools: Tools | None = None) -> Completion:
+        completion = await (self.inner.chat(messages, params, tools) if tools else self.inner.chat(messages, params))
         self.prompt_tokens += completion.prompt_tokens
         self.completion_tokens += completion.completion_tokens
         return completion

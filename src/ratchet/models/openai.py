@@ -6,6 +6,11 @@ wins when it asks for longer, capped at `max_backoff_s`). Calls run concurrently
 API key is read from an environment variable, sent only in the Authorization header, and scrubbed from
 every message. The reply is decoded here (not by the SDK's models), so a server replying garbage gets an
 error that quotes it.
+
+Tools (`chat(..., tools=Tools(...))`) go as the API's `tools` and `tool_choice` (`tool_calling = "native"`,
+the default; vLLM answers a required or named choice by schema-guided decoding, so the call always parses),
+or through the prompt convention of models/tool_prompt.py (`tool_calling = "prompt"`, for servers without
+tool support).
 """
 
 from __future__ import annotations
@@ -22,8 +27,9 @@ from typing import Any
 import httpx2  # the HTTP library the openai SDK is built on (its fork of httpx)
 import openai
 
+from ratchet.models import tool_prompt
 from ratchet.models.base import ModelError, ModelUnavailable
-from ratchet.types import Completion, Message, SamplingParams
+from ratchet.types import Completion, Message, SamplingParams, Tools
 
 RETRY_STATUSES = frozenset({408, 409, 429}) | frozenset(range(500, 600))
 _SNIPPET = 300  # characters of a server's reply quoted in an error
@@ -76,19 +82,46 @@ def request_kwargs(params: SamplingParams, n: int) -> dict[str, Any]:
     return kwargs
 
 
-def parse_reply(data: Any, url: str) -> tuple[list[str], int, int]:
-    """(texts, prompt_tokens, completion_tokens) from a chat/completions reply, or a ModelError saying what is off."""
+def tool_kwargs(tools: Tools) -> dict[str, Any]:
+    choice: Any = tools.choice
+    if choice not in ("auto", "required"):
+        choice = {"type": "function", "function": {"name": choice}}
+    return {"tools": list(tools.functions), "tool_choice": choice}
+
+
+@dataclass
+class Reply:
+    texts: list[str]
+    tool_calls: list[dict[str, Any]]  # of the first choice, OpenAI shape
+    prompt_tokens: int
+    completion_tokens: int
+
+
+def _tool_calls(message: dict[str, Any]) -> list[dict[str, Any]]:
+    calls = []
+    for i, c in enumerate(message.get("tool_calls") or []):
+        fn = c.get("function") or {}
+        args = fn.get("arguments")
+        calls.append({"id": str(c.get("id") or f"call_{i}"), "type": "function",
+                      "function": {"name": str(fn.get("name") or ""),
+                                   "arguments": args if isinstance(args, str) else json.dumps(args or {})}})
+    return calls
+
+
+def parse_reply(data: Any, url: str) -> Reply:
+    """Texts, tool calls and token counts from a chat/completions reply, or a ModelError saying what is off."""
     if not isinstance(data, dict):
         raise ModelError(f"{url} returned JSON that is not an object: {json.dumps(data)[:_SNIPPET]}")
     try:
         choices = data["choices"]
         texts = [c["message"]["content"] or "" for c in choices]
-    except (KeyError, TypeError, IndexError):
+        calls = _tool_calls(choices[0]["message"]) if choices else []
+    except (KeyError, TypeError, IndexError, AttributeError):
         raise ModelError(f"{url} returned JSON without choices[].message.content: {json.dumps(data)[:_SNIPPET]}") from None
     if not texts:
         raise ModelError(f"{url} returned no choices")
     usage = data.get("usage") or {}
-    return texts, int(usage.get("prompt_tokens") or 0), int(usage.get("completion_tokens") or 0)
+    return Reply(texts, calls, int(usage.get("prompt_tokens") or 0), int(usage.get("completion_tokens") or 0))
 
 
 class _Client(openai.AsyncOpenAI):
@@ -128,11 +161,15 @@ class OpenAIModel:
         max_retries: int = 4,
         backoff_s: float = 0.5,
         max_backoff_s: float = 30.0,
+        tool_calling: str = "native",
     ):
         if not base_url or "://" not in base_url:
             raise ModelError(f"base_url must be an http(s) URL such as http://127.0.0.1:8000/v1, got {base_url!r}")
         if concurrency < 1:
             raise ModelError(f"concurrency must be >= 1, got {concurrency}")
+        if tool_calling not in ("native", "prompt"):
+            raise ModelError(f'tool_calling must be "native" or "prompt", got {tool_calling!r}')
+        self.tool_calling = tool_calling
         self.name = name
         self.base_url = base_url.rstrip("/")
         self.url = self.base_url + "/chat/completions"
@@ -170,20 +207,29 @@ class OpenAIModel:
     def _scrub(self, text: str) -> str:
         return text.replace(self._key, "***") if self._key else text
 
-    async def chat(self, messages: list[Message], params: SamplingParams) -> Completion:
+    async def chat(self, messages: list[Message], params: SamplingParams, tools: Tools | None = None) -> Completion:
+        extra: dict[str, Any] = {}
+        if tools is not None and self.tool_calling == "native":
+            extra = tool_kwargs(tools)
+        elif tools is not None or (self.tool_calling == "prompt" and tool_prompt.has_tool_turns(messages)):
+            messages = tool_prompt.render(messages, tools)
         texts: list[str] = []
+        calls: list[dict[str, Any]] = []
         prompt_tokens = completion_tokens = 0
         # some servers (llama.cpp, Ollama) ignore n and return one choice: ask again for the rest
         while len(texts) < params.n:
             seed = None if params.seed is None else params.seed + len(texts)
             asked = SamplingParams(**{**params.to_json(), "seed": seed, "n": params.n - len(texts)})
-            got, p_tok, c_tok = await self._post(messages, request_kwargs(asked, asked.n))
-            texts += got[: asked.n]
-            prompt_tokens = prompt_tokens or p_tok
-            completion_tokens += c_tok
-        return Completion(texts=texts, prompt_tokens=prompt_tokens, completion_tokens=completion_tokens)
+            reply = await self._post(messages, {**request_kwargs(asked, asked.n), **extra})
+            calls = calls if texts else reply.tool_calls
+            texts += reply.texts[: asked.n]
+            prompt_tokens = prompt_tokens or reply.prompt_tokens
+            completion_tokens += reply.completion_tokens
+        completion = Completion(texts=texts, prompt_tokens=prompt_tokens, completion_tokens=completion_tokens,
+                                tool_calls=calls)
+        return tool_prompt.read_reply(completion, tools) if tools is not None and not extra else completion
 
-    async def _post(self, messages: list[Message], kwargs: dict[str, Any]) -> tuple[list[str], int, int]:
+    async def _post(self, messages: list[Message], kwargs: dict[str, Any]) -> Reply:
         client, slots = self._session()
         kwargs["extra_headers"] = {"Authorization": openai.omit}  # the HTTP client's, if any, is sent instead
         tries = self.retry.max_retries + 1
@@ -204,7 +250,7 @@ class OpenAIModel:
                 return self._decode(raw.http_response)
         raise ModelUnavailable(f"{self.url} failed after {tries} attempt(s); last: {last}")
 
-    def _decode(self, response: httpx2.Response) -> tuple[list[str], int, int]:
+    def _decode(self, response: httpx2.Response) -> Reply:
         try:
             data = json.loads(response.text)
         except (json.JSONDecodeError, UnicodeDecodeError):

@@ -15,8 +15,9 @@ from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
 
+from ratchet.models import tool_prompt
 from ratchet.models.base import ModelError
-from ratchet.types import Completion, Message, SamplingParams
+from ratchet.types import Completion, Message, SamplingParams, Tools
 
 ReplyFn = Callable[[list[Message], SamplingParams], Any]  # returns str (or an awaitable of str)
 
@@ -78,15 +79,19 @@ class ScriptedModel:
             raise ModelError(f"scripted reply function returned {type(text).__name__}, expected str")
         return text
 
-    async def chat(self, messages: list[Message], params: SamplingParams) -> Completion:
+    async def chat(self, messages: list[Message], params: SamplingParams, tools: Tools | None = None) -> Completion:
+        # the script sees what a local model would: the prompt convention's messages
+        if tools is not None or tool_prompt.has_tool_turns(messages):
+            messages = tool_prompt.render(messages, tools)
         self.calls.append((messages, params))
         texts = [await self._one(messages, params) for _ in range(params.n)]
         texts = [_cut_at_stop(t, params.stop) for t in texts]
-        return Completion(
+        completion = Completion(
             texts=texts,
-            prompt_tokens=sum(_count_tokens(m.get("content", "")) for m in messages),
+            prompt_tokens=sum(_count_tokens(m.get("content") or "") for m in messages),
             completion_tokens=sum(_count_tokens(t) for t in texts),
         )
+        return tool_prompt.read_reply(completion, tools) if tools is not None else completion
 
     async def aclose(self) -> None:
         return None

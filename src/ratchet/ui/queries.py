@@ -16,6 +16,7 @@ from ratchet.ledger import Ledger, decode_json, row_dict
 from ratchet.ledger import schema as s
 from ratchet.loop.proposer_trouble import proposer_failures
 from ratchet.loop.record import CandidateStatus, Decision
+from ratchet.loop.work_view import agent_work, proposal_meta
 from ratchet.types import jsonable
 from ratchet.ui import views
 
@@ -188,6 +189,7 @@ def candidate_detail(ledger: Ledger, cand_id: str) -> dict[str, Any] | None:
                                                "created_at", "updated_at")},
         "outcome": views.outcome(cand),
         "proposer_failures": _proposer_failures(ledger, cand),
+        "agent_work": agent_work(proposal_meta(ledger, cand), d.attempts),
         "run": {"id": run.get("id"), "kind": run.get("kind"), "status": run.get("status")},
         "parent": {"id": parent["id"], "round": parent["round"], "status": parent["status"]} if parent else None,
         "children": [{"id": c["id"], "round": c["round"], "status": c["status"]}

@@ -2,10 +2,12 @@
 dev trajectories, the history, lessons, a brief), edits a working copy of the harness, runs it on single
 dev or train tasks (`run_episode`), and finishes with a rationale and a hypothesis.
 
-One action per reply, as a JSON object (agent_tools.ACTION_SCHEMA), for every backend: the ChatModel
-protocol passes messages and sampling parameters only, so native tool calling (OpenAI `tools=`) and
-schema-guided decoding are not used yet. A reply that is not a valid action, or a tool that fails, costs
-a step and comes back to the model as an error it can correct; it never ends the proposal. A request the
+One action per reply. Each request offers the tools as functions with a required call (`tools=`, choice
+"required"): an OpenAI-compatible server calls them natively (vLLM guides the call by the tools' JSON
+schemas, so even a small model's call parses), the local backend through models/tool_prompt.py's
+convention; a reply that holds no tool call is read as a JSON action (agent_tools.ACTION_SCHEMA), for models
+that write one. A reply that is not a valid action, or a tool that fails, costs a step and comes back to the
+model as an error it can correct; it never ends the proposal. A request the
 model refuses (e.g. longer than a small model's context) is retried with the conversation and the reply
 cut by half, down to MIN_WINDOW_CHARS; an endpoint that is down stops the run, as it does for the
 harness's model. The proposal
@@ -24,12 +26,12 @@ import json
 from pathlib import Path
 from typing import Any
 
-from ratchet.loop.proposers.agent_tools import AgentTools, ToolError, parse_action, tools_help
+from ratchet.loop.proposers.agent_tools import AgentTools, ToolError, action_of_call, function_specs, parse_action, tools_help
 from ratchet.loop.proposers.base import ModelProposerState, Proposal, ProposalContext, ProposalError
 from ratchet.loop.proposers.search import derive_seed
 from ratchet.loop.workspace import harness_copy
 from ratchet.models.base import ChatModel, ModelError, ModelUnavailable
-from ratchet.types import Message, SamplingParams
+from ratchet.types import Message, SamplingParams, Tools
 
 SYSTEM_PROMPT = f"""\
 You are a meta-agent. You improve an AI agent's harness: the code and text around a fixed language model.
@@ -43,7 +45,8 @@ What you may change, under harness/ only: harness.py; prompts/*; rules.md; param
 defining `def run(...)`, used as ctx.skill("NAME", ...) once NAME is in both [skills] lists. Scorers, suite
 data and ratchet.toml are off limits. Make ONE focused change that should fix the most common failure.
 
-Act with exactly ONE JSON object per reply and nothing else: {{"tool": "<name>", "args": {{...}}}}
+Act with exactly ONE tool call per reply. If you cannot call tools, reply with exactly ONE JSON object and
+nothing else: {{"tool": "<name>", "args": {{...}}}}
 Tools:
 {tools_help()}
 
@@ -53,7 +56,8 @@ before you finish."""
 REPLY_TOKENS = 2048
 WINDOW_CHARS = 60_000  # of the conversation re-sent each step; older steps are dropped (the system prompt stays)
 MIN_WINDOW_CHARS = 4_000  # a refused request is retried with half the window (and reply) down to this
-_REMINDER = 'Reply with exactly one JSON object, e.g. {"tool": "read", "args": {"path": "BRIEF.md"}}.'
+_REMINDER = 'Call one tool, or reply with exactly one JSON object, e.g. {"tool": "read", "args": {"path": "BRIEF.md"}}.'
+AGENT_TOOLS = Tools(function_specs(), "required")
 
 
 def _args_summary(args: dict[str, Any]) -> dict[str, Any]:
@@ -65,14 +69,18 @@ def _args_summary(args: dict[str, Any]) -> dict[str, Any]:
     return out
 
 
+def _chars(m: Message) -> int:
+    return len(m.get("content") or "") + (len(json.dumps(m["tool_calls"])) if m.get("tool_calls") else 0)
+
+
 def _window(messages: list[Message], limit: int = WINDOW_CHARS) -> list[Message]:
     """The system prompt and the opening message, plus the newest steps that fit in `limit` characters."""
     head, rest = messages[:2], messages[2:]
-    size = sum(len(m["content"]) for m in head)
+    size = sum(_chars(m) for m in head)
     kept: list[Message] = []
     for i in range(len(rest) - 2, -1, -2):  # (assistant, user) pairs, newest first
         pair = rest[i:i + 2]
-        size += sum(len(m["content"]) for m in pair)
+        size += sum(_chars(m) for m in pair)
         if size > limit and kept:
             note = f"{head[1]['content']}\n[{i // 2 + 1} earlier steps are not shown again]"
             return [head[0], {"role": "user", "content": note}] + kept  # roles still alternate
@@ -110,7 +118,7 @@ class AgentProposer(ModelProposerState):
             params = SamplingParams(temperature=self.temperature, max_tokens=reply_tokens,
                                     seed=derive_seed(ctx.seed, ctx.round, "agent", step))
             try:
-                completion = await self.model.chat(_window(messages, window), params)
+                completion = await self.model.chat(_window(messages, window), params, AGENT_TOOLS)
             except ModelUnavailable:
                 raise  # the endpoint is down: the run stops and resumes, as for the harness's model
             except ModelError as e:  # refused, e.g. over a small model's context: retry shorter, then give up
@@ -124,9 +132,10 @@ class AgentProposer(ModelProposerState):
             used = completion.prompt_tokens + completion.completion_tokens
             tokens += used
             reply = completion.text
+            call = completion.tool_calls[0] if completion.tool_calls else None
             record: dict[str, Any] = {"step": step, "tokens": used}
             try:
-                tool, args = parse_action(reply)
+                tool, args = action_of_call(call) if call else parse_action(reply)
                 record.update(tool=tool, args=_args_summary(args))
                 if tool == "finish":
                     if not args["rationale"].strip() or not args["hypothesis"].strip():
@@ -146,7 +155,12 @@ class AgentProposer(ModelProposerState):
             steps.append(record)
             _append(log, record)
             left = f"[step {step}/{self.max_steps}, tokens {tokens}/{self.max_tokens}]"
-            messages += [{"role": "assistant", "content": reply[:8000]}, {"role": "user", "content": f"{feedback}\n{left}"}]
+            if call:  # the call and its result as tool turns (one call answered: the others are dropped)
+                messages += [{"role": "assistant", "content": reply[:8000], "tool_calls": [call]},
+                             {"role": "tool", "tool_call_id": call.get("id", ""), "name": record.get("tool", "?"),
+                              "content": f"{feedback}\n{left}"}]
+            else:
+                messages += [{"role": "assistant", "content": reply[:8000]}, {"role": "user", "content": f"{feedback}\n{left}"}]
         why = f"used {tokens} of {self.max_tokens} tokens" if tokens >= self.max_tokens else f"used all {self.max_steps} steps"
         raise ProposalError(f"agent: {why} without a valid finish ({sum('error' in s for s in steps)} steps were errors)",
                             steps)

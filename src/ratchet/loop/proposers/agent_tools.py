@@ -6,7 +6,8 @@ on disk or anything else; only harness files (harness.py, params.toml, rules.md,
 may be written, and never a protected path. `finish` validates the change (it compiles, params.toml
 reads, skills define `run` and import in the sandbox) and any problem is a tool error the agent can fix.
 
-One action per reply, a JSON object (ACTION_SCHEMA): {"tool": "read", "args": {"path": "BRIEF.md"}}.
+One action per reply: a native tool call (function_specs) or, from a model that writes text instead, a JSON
+object (ACTION_SCHEMA): {"tool": "read", "args": {"path": "BRIEF.md"}}. Both are checked by check_action.
 """
 
 from __future__ import annotations
@@ -64,6 +65,17 @@ def tools_help() -> str:
     return "\n".join(lines)
 
 
+def function_specs() -> tuple[dict[str, Any], ...]:
+    """The tools as OpenAI function specs, for native tool calling (vLLM guides a required call by them)."""
+    specs = []
+    for name, (doc, args) in TOOLS.items():
+        props = {a: {"type": t} for a, (t, _) in args.items()}
+        required = [a for a, (_, req) in args.items() if req]
+        specs.append({"type": "function", "function": {"name": name, "description": doc, "parameters": {
+            "type": "object", "properties": props, "required": required}}})
+    return tuple(specs)
+
+
 def parse_action(text: str) -> tuple[str, dict[str, Any]]:
     """(tool, args) from a reply holding one JSON action; ToolError saying what to write instead."""
     text = re.sub(r"<think>.*?</think>", "", text, flags=re.DOTALL)
@@ -81,7 +93,16 @@ def parse_action(text: str) -> tuple[str, dict[str, Any]]:
         raise ToolError('no JSON action in the reply. Reply with exactly one JSON object, e.g. '
                         '{"tool": "read", "args": {"path": "BRIEF.md"}}')
     tool = found.get("tool", found.get("name", found.get("action")))
-    args = found.get("args", found.get("arguments", found.get("parameters", {})))
+    return check_action(tool, found.get("args", found.get("arguments", found.get("parameters", {}))))
+
+
+def action_of_call(call: dict[str, Any]) -> tuple[str, dict[str, Any]]:
+    """(tool, args) from a native tool call (Completion.tool_calls' shape)."""
+    fn = call.get("function") or {}
+    return check_action(fn.get("name"), fn.get("arguments") or "{}")
+
+
+def check_action(tool: Any, args: Any) -> tuple[str, dict[str, Any]]:
     if isinstance(args, str):
         try:
             args = json.loads(args, strict=False)

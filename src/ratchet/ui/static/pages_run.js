@@ -97,6 +97,14 @@
     h("p", { class: "hint" }, "Proposers that produced nothing usable in this round, in the order they were asked."),
     h("ul", null, list.map((f) => h("li", null, failureText(f))))) : null);
 
+  // The agent proposer's tool steps: what it read, edited and probed before it finished (or ran out).
+  const agentCard = (w) => (w ? R.card("Agent steps",
+    h("p", { class: "muted" }, w.steps.length + " steps · " + w.errors + " errors · " + R.int(w.tokens) + " tokens" +
+      (w.episodes ? " · " + w.episodes + " probe episodes" : "")),
+    R.table(["step", "tool", "arguments", "result", "tokens"], w.steps.map((s) => [s.step, s.tool || "(malformed)",
+      h("code", null, Object.entries(s.args || {}).map(([k, v]) => k + "=" + v).join(", ")),
+      s.error ? h("span", { class: "failed-first" }, "ERROR " + s.error) : (s.result || ""), R.int(s.tokens)]), "agent-steps")) : null);
+
   const textBlock = (label, text) => (text ? h("div", { class: "field" }, h("div", { class: "label" }, label), h("p", { class: "prose" }, text)) : null);
 
   R.pages.candidate = {
@@ -119,7 +127,7 @@
         d.lesson.data && d.lesson.data.next_step && !d.lesson.text.includes(d.lesson.data.next_step) ? h("p", null, h("b", null, "Next: "), d.lesson.data.next_step) : null)
         : h("p", { class: "muted" }, "No lesson recorded for this round yet.");
       const cost = c.cost || {};
-      return h("div", null, head, approval, failuresCard(d.proposer_failures),
+      return h("div", null, head, approval, failuresCard(d.proposer_failures), agentCard(d.agent_work),
         R.card("Change", textBlock("summary", c.summary), textBlock("rationale", c.rationale), textBlock("hypothesis", c.hypothesis)),
         R.card("Diff", R.diffView(c.diff)),
         R.card("Decision", verdict, R.decisionTable(dec), reasons("guard", dec.guard), reasons("risky", dec.risky),
