@@ -60,3 +60,15 @@ proj=/tmp/gpu-arith && rm -rf "$proj" && cp -r examples/arithmetic "$proj" && rm
 start=$(date +%s)
 timeout 240 python3 -m ratchet.cli flywheel "$proj" --generations 1 2>&1 | tail -25 | tee "$out/flywheel.txt" || true
 echo "flywheel generation: $(( $(date +%s) - start )) s wall" | tee -a "$out/flywheel.txt"
+
+# A research trial's GPU inside the bubblewrap sandbox: the device nodes bound, no address-space limit.
+timeout 60 python3 - <<'EOF2' 2>&1 | tee "$out/sandbox_gpu.txt" || true
+import asyncio
+from ratchet.sandbox import Sandbox, SandboxLimits, bwrap_works, gpu_device_nodes, python_argv
+nodes = gpu_device_nodes("0")
+print("bwrap usable:", bwrap_works(), "nodes:", nodes)
+code = "import torch; print('cuda in the sandbox:', torch.cuda.is_available(), torch.cuda.device_count())"
+res = asyncio.run(Sandbox(SandboxLimits(wall_s=50, cpu_s=50, gpu_devices=nodes)).run(python_argv("p.py"), files={"p.py": code},
+                                                                                        env={"CUDA_VISIBLE_DEVICES": "0"}))
+print(res.stdout, res.stderr[-800:], res.reason)
+EOF2

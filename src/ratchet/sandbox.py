@@ -68,12 +68,16 @@ NETWORK_ETC = ("/etc/resolv.conf", "/etc/hosts", "/etc/nsswitch.conf", "/etc/ssl
 
 @dataclass(frozen=True)
 class SandboxLimits:
-    memory_mb: int = 1024
+    memory_mb: int = 1024  # address space (RLIMIT_AS); not applied when gpu_devices are given (below)
     cpu_s: int = 60
     max_procs: int = 64
     file_mb: int = 16
     output_kb: int = 256
     wall_s: float = 60.0
+    # device nodes bound into the box (gpu_device_nodes: a research trial's GPUs). CUDA reserves far more
+    # address space than any memory_mb (tens of GiB of virtual memory at init), so a box with GPUs has no
+    # address-space limit; the GPU's own memory is the scheduler's (Ray's num_gpus) to share.
+    gpu_devices: tuple[str, ...] = ()
 
     @classmethod
     def from_section(cls, s: SandboxSection, wall_s: float) -> SandboxLimits:
@@ -154,6 +158,20 @@ def gold_package_dirs(names: Sequence[str] = GOLD_PACKAGES) -> list[Path]:
     return dirs
 
 
+def gpu_device_nodes(visible: str | None, dev: Path = Path("/dev")) -> tuple[str, ...]:
+    """The NVIDIA device nodes a program given the GPUs `visible` (CUDA_VISIBLE_DEVICES) needs: the control
+    nodes, and /dev/nvidiaN for each visible index (all of them when the list holds UUIDs). () without a
+    driver, or when nothing is visible."""
+    if visible is None or not visible.strip() or visible.strip() == "-1" or not (dev / "nvidiactl").exists():
+        return ()
+    numbered = sorted((p for p in dev.glob("nvidia[0-9]*")), key=lambda p: int(p.name.removeprefix("nvidia")))
+    ids = [v.strip() for v in visible.split(",") if v.strip()]
+    if all(i.isdigit() for i in ids):
+        numbered = [p for p in numbered if p.name.removeprefix("nvidia") in ids]
+    control = [dev / n for n in ("nvidiactl", "nvidia-uvm", "nvidia-uvm-tools", "nvidia-modeset")]
+    return tuple(str(p) for p in [*control, *numbered] if p.exists())
+
+
 def bwrap_argv(
     argv: Sequence[str],
     workdir: Path,
@@ -163,9 +181,11 @@ def bwrap_argv(
     drop_to_uid: int | None,
     hide: Sequence[Path] = (),
     network: bool = False,
+    devices: Sequence[str] = (),
 ) -> list[str]:
     """The bubblewrap command line for one sandboxed program (pure: decides, does no I/O but stat).
-    `network`: share the host's network (an external coding agent that calls its API); off for everything else."""
+    `network`: share the host's network (an external coding agent that calls its API); off for everything else.
+    `devices`: device nodes bound in (a research trial's GPUs), with /sys read-only for the driver to read."""
     cmd = [BWRAP, "--new-session", "--die-with-parent", "--clearenv"]
     if drop_to_uid is None:
         cmd += ["--unshare-all"] + (["--share-net"] if network else [])
@@ -175,6 +195,10 @@ def bwrap_argv(
         cmd += ["--unshare-ipc", "--unshare-pid", *([] if network else ["--unshare-net"]), "--unshare-uts",
                 "--unshare-cgroup-try"]
     cmd += ["--proc", "/proc", "--dev", "/dev"]
+    for node in devices:
+        cmd += ["--dev-bind", node, node]
+    if devices:
+        cmd += ["--ro-bind", "/sys", "/sys"]
     cmd += ["--perms", "1777", "--size", str(tmp_mb * 1024 * 1024), "--tmpfs", "/tmp"]
     cmd += ["--ro-bind", "/usr", "/usr"]
     for top in ("/bin", "/sbin", "/lib", "/lib32", "/lib64", "/libx32"):
@@ -251,7 +275,8 @@ def _rlimit_preexec(limits: SandboxLimits, isolate_net: bool):
 
     def preexec() -> None:
         resource.setrlimit(resource.RLIMIT_CPU, (limits.cpu_s, limits.cpu_s + 1))
-        resource.setrlimit(resource.RLIMIT_AS, (mem, mem))
+        if not limits.gpu_devices:
+            resource.setrlimit(resource.RLIMIT_AS, (mem, mem))
         resource.setrlimit(resource.RLIMIT_NPROC, (limits.max_procs, limits.max_procs))
         resource.setrlimit(resource.RLIMIT_FSIZE, (fsize, fsize))
         resource.setrlimit(resource.RLIMIT_CORE, (0, 0))
@@ -424,7 +449,8 @@ class Sandbox:
         if self.backend_name == "bwrap":
             tmp_mb = max(16, 4 * self.limits.file_mb)
             hide = _hidden_dirs() if self.hide is None else tuple(self.hide)
-            cmd = bwrap_argv(argv, workdir, ro_binds, base_env(INSIDE_WORKDIR, env), tmp_mb, uid, hide, self.network)
+            cmd = bwrap_argv(argv, workdir, ro_binds, base_env(INSIDE_WORKDIR, env), tmp_mb, uid, hide, self.network,
+                             self.limits.gpu_devices)
             run_env, cwd, isolate_net = {}, None, False
         else:
             cmd, run_env, cwd, isolate_net = list(argv), base_env(str(workdir), env), workdir, not self.network

@@ -15,7 +15,7 @@ from pathlib import Path
 
 from ratchet.research.config import ResearchSection
 from ratchet.research.metric import read_metric
-from ratchet.sandbox import Sandbox, SandboxLimits, SandboxResult
+from ratchet.sandbox import Sandbox, SandboxLimits, SandboxResult, gpu_device_nodes
 
 FAILURES = ("crash", "timeout", "no_metric", "nan_metric")
 CPU_TAG = "RATCHET_TRIAL_CPU_S"
@@ -94,9 +94,12 @@ def trial_env(spec: ResearchSection, seed: int, split: str, unit: str) -> dict[s
 
 
 def trial_limits(spec: ResearchSection, cores: int | None = None) -> SandboxLimits:
+    """The trial's box: [research]'s limits, and the device nodes of the GPUs it was given (Ray sets
+    CUDA_VISIBLE_DEVICES for a trial's num_gpus), which also lifts the address-space limit (sandbox.py)."""
     cpu_s = spec.cpu_s or math.ceil(spec.budget_s * (cores or os.cpu_count() or 1)) + 30
     return SandboxLimits(memory_mb=spec.memory_mb, cpu_s=cpu_s, max_procs=spec.max_procs, file_mb=spec.file_mb,
-                         output_kb=spec.output_kb, wall_s=spec.budget_s)
+                         output_kb=spec.output_kb, wall_s=spec.budget_s,
+                         gpu_devices=gpu_device_nodes(os.environ.get("CUDA_VISIBLE_DEVICES")))
 
 
 def tail(text: str, limit: int) -> str:
