@@ -159,7 +159,8 @@ class SearchProposer:
 
     def _perturb(self, parent: dict[str, Any], space: dict[str, BaseDistribution],
                  rng: random.Random) -> dict[str, Any]:
-        """The parent with one knob moved to another value."""
+        """The parent with one knob moved to another value (a float knob: to an end of its range a third of the
+        time, else uniformly)."""
         point = dict(parent)
         names = sorted(space)
         rng.shuffle(names)
@@ -175,6 +176,12 @@ class SearchProposer:
                 point[name] = rng.choice(others)
                 return point
             elif isinstance(dist, FloatDistribution):
+                # an end of the range a third of the time: ends are often special (temperature 0 is greedy
+                # decoding), and a uniform draw never lands on one
+                ends = [e for e in (dist.low, dist.high) if e != parent[name]]
+                if ends and rng.random() < 1 / 3:
+                    point[name] = rng.choice(ends)
+                    return point
                 for _ in range(16):
                     u = rng.random()
                     v = (math.exp(math.log(dist.low) + u * (math.log(dist.high) - math.log(dist.low))) if dist.log
