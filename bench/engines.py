@@ -34,7 +34,7 @@ from ratchet.config import ModelSection
 from ratchet.models import build_model
 from ratchet.models.gguf import resolve_local_model
 from ratchet.models.local import LocalModel, torch_threads
-from ratchet.models.vllm_guard import group_members
+from ratchet.process_guard import group_members
 from ratchet.types import SamplingParams
 
 QUESTIONS = [

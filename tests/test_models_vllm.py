@@ -20,10 +20,13 @@ from ratchet.config import ConfigError, ModelSection
 from ratchet.models import build_model
 from ratchet.models.base import ModelError, ModelUnavailable
 from ratchet.models.openai import _Client, request_kwargs
-from ratchet.models.vllm import GUARD, VLLMModel, find_vllm
-from ratchet.models.vllm_guard import group_members
+from ratchet import process_guard
+from ratchet.models.vllm import VLLMModel, find_vllm
+from ratchet.process_guard import group_members
 from ratchet.types import SamplingParams
 from test_models_openai import Reply, chat, make, ok_body, serve  # noqa: F401 - serve is a fixture
+
+GUARD = Path(process_guard.__file__)
 
 MSG = [{"role": "user", "content": "hi"}]
 

@@ -22,7 +22,7 @@ from ratchet.models.cache import CachedModel
 from ratchet.models.gguf import resolve_local_model
 from ratchet.models.openai import OpenAIModel
 from ratchet.models.vllm import VLLMServer, find_vllm, tool_args, wait_healthy
-from ratchet.models.vllm_guard import group_members
+from ratchet.process_guard import group_members
 from ratchet.types import SamplingParams, Tools
 
 pytestmark = [pytest.mark.slow]

@@ -19,8 +19,13 @@ from __future__ import annotations
 import asyncio
 import dataclasses
 import os
+import shutil
+import sys
+import tempfile
 import threading
+import time
 from collections.abc import Awaitable, Callable, Coroutine
+from pathlib import Path
 from typing import Any, TypeVar
 
 import ray
@@ -29,11 +34,15 @@ from ray import exceptions as rex
 from ratchet.config import ConfigError, ExecutorSection, ModelSection, ProjectConfig
 from ratchet.harness.loader import Harness
 from ratchet.harness.runtime import EpisodeServices, offers_demos, run_episode
+from ratchet.models.vllm import free_port
+from ratchet.process_guard import Guarded
 from ratchet.types import Task, Trajectory
 
 T = TypeVar("T")
 
 # the worker, its node or the task's result gone: what max_retries covers, and what counts as a lost task after
+HEAD_START_S = 120.0  # a cold `ray start` on 2 busy cores takes several seconds
+
 _LOST = tuple(getattr(rex, n) for n in ("WorkerCrashedError", "NodeDiedError", "OutOfMemoryError", "ObjectLostError",
                                        "TaskCancelledError") if hasattr(rex, n))
 
@@ -61,17 +70,28 @@ class RayExecutor:
             worker_model(worker_cfg)  # a bad combination is an error now, not in every worker
         self.section, self.worker_cfg = section, worker_cfg
         self._started = False  # a local cluster this executor started (and so shuts down)
+        self._head: LocalHead | None = None
         self._cfg_ref: Any = None
 
     def _connect(self) -> None:
         if ray.is_initialized():  # already connected (a caller's cluster): use it, leave it running
             return
-        opts: dict[str, Any] = {"include_dashboard": False, "log_to_driver": False, "logging_level": "ERROR"}
+        opts: dict[str, Any] = {"log_to_driver": False, "logging_level": "ERROR"}
         if self.section.address:
             ray.init(address=self.section.address, **opts)
-        else:
-            ray.init(num_cpus=self.section.num_cpus or os.cpu_count() or 1, **opts)
-            self._started = True
+            return
+        self._head = start_local_head(self.section.num_cpus or os.cpu_count() or 1)
+        deadline = time.monotonic() + HEAD_START_S
+        while True:  # the head takes a few seconds to listen
+            try:
+                ray.init(address=self._head.address, **opts)
+                break
+            except (ConnectionError, RuntimeError) as e:
+                if not self._head.guarded.alive() or time.monotonic() > deadline:
+                    self._head.guarded.stop()
+                    raise RuntimeError(f"the local Ray head did not start: {e}; its log: {self._head.guarded.log_path}") from e
+                time.sleep(1.0)
+        self._started = True
 
     def _options(self, num_cpus: float, num_gpus: float = 0.0) -> dict[str, Any]:
         return {"num_cpus": num_cpus, "num_gpus": num_gpus, "max_retries": self.section.max_retries,
@@ -109,7 +129,33 @@ class RayExecutor:
     def close(self) -> None:
         if self._started and ray.is_initialized():
             ray.shutdown()
+        if self._head is not None:
+            self._head.guarded.stop()
+            self._head = None
         self._started, self._cfg_ref = False, None
+
+
+@dataclasses.dataclass
+class LocalHead:
+    address: str
+    guarded: Guarded
+
+
+def start_local_head(num_cpus: int) -> LocalHead:
+    """`ray start --head --block` under the process guard, so the local cluster's processes (GCS, raylet,
+    workers, and the agents that `ray.init()`'s own cluster left running for a minute after a SIGKILL of
+    ratchet) go when ratchet goes, however it goes."""
+    ray_bin = shutil.which("ray", path=f"{Path(sys.executable).parent}{os.pathsep}{os.environ.get('PATH', '')}")
+    if ray_bin is None:
+        raise ConfigError('[executor] kind = "ray" needs the `ray` command next to this Python; '
+                          'install the extra: pip install -c constraints.txt -e ".[ray]"')
+    port = free_port()
+    log_dir = Path(tempfile.gettempdir()) / "ratchet-ray"
+    log_dir.mkdir(exist_ok=True)
+    command = [ray_bin, "start", "--head", "--block", f"--port={port}", f"--num-cpus={num_cpus}",
+               "--include-dashboard=false", "--disable-usage-stats"]
+    env = {**os.environ, "RAY_USAGE_STATS_ENABLED": "0"}
+    return LocalHead(f"127.0.0.1:{port}", Guarded(command, str(log_dir / f"head-{port}.log"), env, grace_s=10.0))
 
 
 async def _result(ref: Any) -> Any:

@@ -1,7 +1,7 @@
 """`[model] backend = "vllm"`: a vLLM OpenAI-compatible server, started by ratchet or already running.
 
 Started: `vllm serve <model dir>` on a free loopback port, from the venv scripts/setup.sh creates (vLLM pins
-its own transformers, so it does not live in ratchet's environment), under vllm_guard.py so that it never
+its own transformers, so it does not live in ratchet's environment), under process_guard.py so that it never
 outlives ratchet (normal exit, SIGINT, SIGTERM, SIGKILL, crash). The process starts when the model is built;
 the first call waits until `/health` answers, printing progress (about 90 s on 2 CPU cores the first time,
 most of it torch.compile warm-up that vLLM caches under ~/.cache/vllm). Attached (`base_url` set): nothing is
@@ -12,12 +12,9 @@ Requests go through OpenAIModel, so vLLM does the batching, the KV cache and the
 from __future__ import annotations
 
 import asyncio
-import atexit
 import os
 import shutil
-import signal
 import socket
-import subprocess
 import sys
 import tempfile
 import time
@@ -28,9 +25,9 @@ import httpx
 
 from ratchet.models.base import ModelError, ModelUnavailable
 from ratchet.models.openai import OpenAIModel
+from ratchet.process_guard import Guarded
 from ratchet.types import Completion, Message, SamplingParams, Tools
 
-GUARD = Path(__file__).with_name("vllm_guard.py")
 CHATML_TOOLS = Path(__file__).with_name("chatml_tools.jinja")
 _STOP_GRACE_S = 15.0  # SIGTERM to SIGKILL
 _PROGRESS_EVERY_S = 15.0
@@ -113,12 +110,8 @@ class VLLMServer:
         # attribute 'finalize_loading'"), so every start compiled again (190 s on 2 busy cores); torch's own
         # compile cache loads: a warm start took 61 s.
         env.setdefault("VLLM_USE_AOT_COMPILE", "0")
-        with open(self.log_path, "wb") as log:
-            self.proc = subprocess.Popen(
-                [sys.executable, str(GUARD), str(os.getpid()), str(_STOP_GRACE_S), "--", *self.command],
-                stdin=subprocess.DEVNULL, stdout=log, stderr=subprocess.STDOUT, env=env, start_new_session=True,
-            )
-        atexit.register(self.stop)
+        self.guarded = Guarded(self.command, str(self.log_path), env, _STOP_GRACE_S)
+        self.proc = self.guarded.proc
 
     def __repr__(self) -> str:
         return f"VLLMServer(pid={self.proc.pid}, url={self.base_url!r}, log='{self.log_path}')"
@@ -130,19 +123,8 @@ class VLLMServer:
         return self.proc.poll() is None
 
     def stop(self) -> None:
-        """SIGTERM to the guard, which stops vLLM and kills what is left of its group; SIGKILL to the group if slow."""
-        if self.proc.poll() is None:
-            try:
-                self.proc.send_signal(signal.SIGTERM)
-                self.proc.wait(_STOP_GRACE_S + 10)
-            except subprocess.TimeoutExpired:
-                pass
-        try:
-            os.killpg(self.proc.pid, signal.SIGKILL)  # the guard leads the group; gone already when all went well
-        except (ProcessLookupError, PermissionError):
-            pass
-        self.proc.wait()
-        atexit.unregister(self.stop)
+        """Stop vLLM and everything it started (process_guard.Guarded.stop)."""
+        self.guarded.stop()
 
 
 async def wait_healthy(root_url: str, timeout_s: float, server: VLLMServer | None = None,

@@ -1,6 +1,9 @@
-"""Runs a server command for ratchet and makes sure it does not outlive ratchet.
+"""Runs a server command for ratchet and makes sure it does not outlive ratchet: a vLLM server, a local
+Ray cluster's head.
 
-    python vllm_guard.py OWNER_PID GRACE_S -- vllm serve ...
+    python process_guard.py OWNER_PID GRACE_S -- vllm serve ...
+
+`Guarded` (below) is the parent's side: it starts the guard and stops it.
 
 ratchet starts this script as the leader of a new session (so of a new process group) and the server as
 its child. The guard stops the server (SIGTERM, then after GRACE_S seconds SIGKILL to every process left in
@@ -61,7 +64,7 @@ def kill_group_but_me() -> None:
 
 def main(argv: list[str]) -> int:
     if len(argv) < 5 or argv[3] != "--":
-        print("usage: vllm_guard.py OWNER_PID GRACE_S -- COMMAND...", file=sys.stderr)
+        print("usage: process_guard.py OWNER_PID GRACE_S -- COMMAND...", file=sys.stderr)
         return 2
     owner, grace, command = int(argv[1]), float(argv[2]), argv[4:]
     stop = []
@@ -81,6 +84,43 @@ def main(argv: list[str]) -> int:
     kill_group_but_me()
     child.wait()
     return child.returncode if child.returncode >= 0 else 128 - child.returncode
+
+
+class Guarded:
+    """A command under the guard, in a new session; `stop()` (also registered to run at exit) leaves no process
+    of its group behind. Parent side: imported by ratchet, never by the guard script itself."""
+
+    def __init__(self, command: list[str], log_path: str, env: dict[str, str] | None = None, grace_s: float = 15.0):
+        import atexit
+
+        self.command, self.log_path, self.grace_s = command, log_path, grace_s
+        with open(log_path, "wb") as log:
+            self.proc = subprocess.Popen(
+                [sys.executable, os.path.abspath(__file__), str(os.getpid()), str(grace_s), "--", *command],
+                stdin=subprocess.DEVNULL, stdout=log, stderr=subprocess.STDOUT, env=env, start_new_session=True,
+            )
+        atexit.register(self.stop)
+
+    def alive(self) -> bool:
+        return self.proc.poll() is None
+
+    def stop(self) -> None:
+        """SIGTERM to the guard, which stops the command and kills what is left of its group; SIGKILL to the
+        group if that is slow."""
+        import atexit
+
+        if self.proc.poll() is None:
+            try:
+                self.proc.send_signal(signal.SIGTERM)
+                self.proc.wait(self.grace_s + 10)
+            except subprocess.TimeoutExpired:
+                pass
+        try:
+            os.killpg(self.proc.pid, signal.SIGKILL)  # the guard leads the group; gone already when all went well
+        except (ProcessLookupError, PermissionError):
+            pass
+        self.proc.wait()
+        atexit.unregister(self.stop)
 
 
 if __name__ == "__main__":
