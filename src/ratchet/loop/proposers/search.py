@@ -27,6 +27,13 @@ _REASKS = 5
 _STARTUP_TRIALS = 5
 
 
+def _far_end(dist: BaseDistribution, value: Any) -> Any:
+    """The end of a numeric knob's range farther from `value` (None for other knobs, or with no range)."""
+    if isinstance(dist, (IntDistribution, FloatDistribution)) and isinstance(value, (int, float)) and dist.low < dist.high:
+        return dist.low if value - dist.low >= dist.high - value else dist.high
+    return None
+
+
 def derive_seed(*parts: object) -> int:
     """A stable 32-bit seed from any parts (Python's hash() is salted per process)."""
     return int.from_bytes(hashlib.sha256(repr(parts).encode()).digest()[:4], "big")
@@ -148,10 +155,21 @@ class SearchProposer:
 
     def _untried_one_knob_move(self, parent: dict[str, Any], space: dict[str, BaseDistribution],
                                r: int) -> dict[str, Any] | None:
-        for attempt in range(_REASKS):
-            point = self._perturb(parent, space, random.Random(derive_seed(self.seed, r, "one_knob", attempt)))
-            if not self._tried(point):
+        """Coordinate-wise exploration: round r moves the next knob of a seeded order (so five startup
+        trials visit five different knobs), a number to the far end of its range first (ends are often
+        special: temperature 0 is greedy decoding, a uniform draw never lands there), then at random."""
+        names = sorted(space)
+        random.Random(derive_seed(self.seed, "knob order")).shuffle(names)
+        for k in range(len(names)):
+            name = names[(r - 1 + k) % len(names)]
+            far = _far_end(space[name], parent[name])
+            if far is not None and not self._tried(point := {**parent, name: far}):
                 return point
+            for attempt in range(_REASKS):
+                rng = random.Random(derive_seed(self.seed, r, "one_knob", name, attempt))
+                point = self._perturb(parent, {name: space[name]}, rng)
+                if not self._tried(point):
+                    return point
         return None
 
     def _tried(self, point: dict[str, Any]) -> bool:
@@ -159,8 +177,7 @@ class SearchProposer:
 
     def _perturb(self, parent: dict[str, Any], space: dict[str, BaseDistribution],
                  rng: random.Random) -> dict[str, Any]:
-        """The parent with one knob moved to another value (a float knob: to an end of its range a third of the
-        time, else uniformly)."""
+        """The parent with one knob moved to another value."""
         point = dict(parent)
         names = sorted(space)
         rng.shuffle(names)
@@ -176,12 +193,6 @@ class SearchProposer:
                 point[name] = rng.choice(others)
                 return point
             elif isinstance(dist, FloatDistribution):
-                # an end of the range a third of the time: ends are often special (temperature 0 is greedy
-                # decoding), and a uniform draw never lands on one
-                ends = [e for e in (dist.low, dist.high) if e != parent[name]]
-                if ends and rng.random() < 1 / 3:
-                    point[name] = rng.choice(ends)
-                    return point
                 for _ in range(16):
                     u = rng.random()
                     v = (math.exp(math.log(dist.low) + u * (math.log(dist.high) - math.log(dist.low))) if dist.log
