@@ -212,3 +212,23 @@ def test_a_refused_request_is_retried_shorter_then_fails_the_proposal(tmp_path):
 
     with pytest.raises(ProposalError, match="refused the request even with the conversation cut"):
         asyncio.run(AgentProposer(ScriptedModel(always_refuse)).propose(_ctx(tmp_path / "again")))
+
+
+def test_tool_calls_are_actions_and_go_back_as_tool_turns(tmp_path):
+    """A model that calls the tools (here by the prompt convention, as the local backend does) acts through
+    them: the calls are parsed, checked like JSON actions, and answered as tool turns."""
+    def call(name, **args):
+        return f'<tool_call>{json.dumps({"name": name, "arguments": args})}</tool_call>'
+
+    actions = [call("read", path="BRIEF.md"), call("read", path=7),  # a bad argument: an error it sees
+               call("edit", path="params.toml", search="value = 0.9", replace="value = 0.1"),
+               call("finish", rationale="cooler", hypothesis="dev rises")]
+    model = ScriptedModel(actions)
+    proposal = asyncio.run(AgentProposer(model, max_steps=6).propose(_ctx(tmp_path)))
+    steps = proposal.meta["steps"]
+    assert [s.get("tool") for s in steps] == ["read", None, "edit", "finish"] and "must be a string" in steps[1]["error"]
+    assert "value = 0.1" in proposal.edits["params.toml"]
+    system, last = model.calls[0][0][0]["content"], model.calls[-1][0]
+    assert '"name": "run_episode"' in system and "<tools>" in system  # the tools were offered as functions
+    responses = [m["content"] for m in last if "<tool_response>" in m["content"]]
+    assert len(responses) == 3 and "BRIEF.md" in responses[0] and "ERROR" in responses[1]
