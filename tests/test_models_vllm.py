@@ -16,11 +16,11 @@ from pathlib import Path
 import openai
 import pytest
 
+from ratchet import process_guard
 from ratchet.config import ConfigError, ModelSection
 from ratchet.models import build_model
 from ratchet.models.base import ModelError, ModelUnavailable
 from ratchet.models.openai import _Client, request_kwargs
-from ratchet import process_guard
 from ratchet.models.vllm import VLLMModel, find_vllm
 from ratchet.process_guard import group_members
 from ratchet.types import SamplingParams
