@@ -41,7 +41,8 @@ def example_lineage(cfg, ledger, store, example_id: str) -> dict[str, Any] | Non
                  "rejected_epoch": prov.get("rejected_epoch")} if ex["kind"] == "pair" else None,
         "star_rationalized": prov.get("star", False), "judge": ex.get("judge"),
         "trained_into": used_by,
-        "text": {"prompt": ex["prompt"], "reply": ex["reply"], "rejected": ex.get("rejected")},
+        "text": {"prompt": ex["prompt"], "reply": ex["reply"], "rejected": ex.get("rejected"),
+                 "tool_calls": ex.get("tool_calls") or []},  # the reply's own tool calls (a tool-using call)
     }
 
 

@@ -9,6 +9,9 @@ sampling seed - so any row of an exported file can be traced back (`ratchet data
 Exports are plain JSONL that HF `datasets.load_dataset("json", data_files=...)` reads:
   SFT:        {"id", "messages": [{"role", "content"}, ...]}                      (chat format)
   preference: {"id", "prompt": [messages], "chosen": [assistant msg], "rejected": [assistant msg]}
+A model call that offered tools keeps its tool turns in the OpenAI shape (assistant messages with `tool_calls`,
+`tool` messages; its target is the reply's text plus its own tool calls) and the tools it offered; a file with
+such rows has every message in one shape and `tools` as JSON text (tool_turns.py, docs/flywheel.md).
 """
 
 from __future__ import annotations
@@ -23,6 +26,8 @@ from pathlib import Path
 from typing import Any
 
 from ratchet.flywheel.config import TrainConfig
+from ratchet.flywheel.tool_turns import has_tool_turns, target_message, target_text, uniform_records
+from ratchet.models import tool_prompt
 
 SFT, PAIR = "sft", "pair"
 # who labelled an example: the suite's checker ("outcome"; a pair: verified-good vs verified-wrong), or the AI
@@ -69,6 +74,8 @@ class Example:
     rejected: str | None = None  # pairs only
     signals: dict[str, Any] = field(default_factory=dict)  # process signals, kept apart from the score
     judge: dict[str, Any] | None = None  # the AI judge's verdict, if one ran
+    tool_calls: list[dict[str, Any]] = field(default_factory=list)  # the tool calls the (chosen) reply made
+    tools: dict[str, Any] | None = None  # the tools the call offered (Tools.to_json()), if any
 
     @property
     def id(self) -> str:
@@ -82,28 +89,44 @@ class Example:
     @property
     def text(self) -> str:
         """Everything a model would train on, for the length, duplicate and contamination checks."""
-        parts = [m.get("content", "") for m in self.prompt] + [self.reply]
+        prompt = tool_prompt.render(self.prompt, None) if self.has_tool_turns else self.prompt
+        parts = [m.get("content", "") for m in prompt] + [self.target]
         if self.rejected is not None:
             parts.append(self.rejected)
         return "\n".join(parts)
 
+    @property
+    def target(self) -> str:
+        """The text the model learns to write: the reply, then its tool calls' <tool_call> blocks, if any."""
+        return target_text(self.reply, self.tool_calls)
+
+    @property
+    def has_tool_turns(self) -> bool:
+        return has_tool_turns(self.prompt, self.tools, self.tool_calls)
+
     def sft_record(self) -> dict[str, Any]:
-        return {"id": self.id, "messages": [*self.prompt, {"role": "assistant", "content": self.reply}]}
+        record = {"id": self.id, "messages": [*self.prompt, target_message(self.reply, self.tool_calls)]}
+        return {**record, "tools": list(self.tools["functions"])} if self.tools else record
 
     def pair_record(self) -> dict[str, Any]:
         if self.rejected is None:
             raise ValueError(f"{self.id} is an SFT example; it has no rejected reply")
-        return {"id": self.id, "prompt": list(self.prompt), "chosen": [{"role": "assistant", "content": self.reply}],
-                "rejected": [{"role": "assistant", "content": self.rejected}]}
+        record = {"id": self.id, "prompt": list(self.prompt), "chosen": [target_message(self.reply, self.tool_calls)],
+                  "rejected": [{"role": "assistant", "content": self.rejected}]}
+        return {**record, "tools": list(self.tools["functions"])} if self.tools else record
 
     def to_json(self) -> dict[str, Any]:
-        return {"id": self.id, "kind": self.kind, "prompt": self.prompt, "reply": self.reply, "rejected": self.rejected,
-                "provenance": self.provenance.to_json(), "signals": self.signals, "judge": self.judge}
+        out = {"id": self.id, "kind": self.kind, "prompt": self.prompt, "reply": self.reply, "rejected": self.rejected,
+               "provenance": self.provenance.to_json(), "signals": self.signals, "judge": self.judge}
+        # only when there are some: an example without tools keeps its content hash (dataset_hash)
+        return {**out, **({"tool_calls": self.tool_calls} if self.tool_calls else {}),
+                **({"tools": self.tools} if self.tools else {})}
 
     @classmethod
     def from_json(cls, d: dict[str, Any]) -> Example:
         return cls(kind=d["kind"], prompt=list(d["prompt"]), reply=d["reply"], rejected=d.get("rejected"),
-                   provenance=Provenance(**d["provenance"]), signals=dict(d.get("signals") or {}), judge=d.get("judge"))
+                   provenance=Provenance(**d["provenance"]), signals=dict(d.get("signals") or {}), judge=d.get("judge"),
+                   tool_calls=list(d.get("tool_calls") or []), tools=d.get("tools"))
 
 
 def mix_generations(fresh: Sequence[Example], old: Sequence[Example], fresh_ratio: float, seed: int) -> list[Example]:
@@ -150,8 +173,8 @@ def export(examples: Sequence[Example], out_dir: Path) -> dict[str, Path]:
     sft = [e for e in examples if e.kind == SFT]
     pairs = [e for e in examples if e.kind == PAIR]
     paths = {"sft": out_dir / "sft.jsonl", "pairs": out_dir / "pairs.jsonl", "provenance": out_dir / "provenance.jsonl"}
-    write_jsonl(paths["sft"], (e.sft_record() for e in sft))
-    write_jsonl(paths["pairs"], (e.pair_record() for e in pairs))
+    write_jsonl(paths["sft"], uniform_records([e.sft_record() for e in sft], ["messages"]))
+    write_jsonl(paths["pairs"], uniform_records([e.pair_record() for e in pairs], ["prompt", "chosen", "rejected"]))
     write_jsonl(paths["provenance"], ({"id": e.id, "kind": e.kind, **e.provenance.to_json()} for e in examples))
     return paths
 

@@ -25,6 +25,7 @@ from ratchet.flywheel.contamination import ContaminationIndex
 from ratchet.flywheel.datasets import PAIR, SFT, Example, Provenance
 from ratchet.flywheel.near_dup import MinHashNearDups, NearDups
 from ratchet.flywheel.near_dup import jaccard as jaccard  # re-exported: the filter's similarity
+from ratchet.flywheel.tool_turns import call_tools
 from ratchet.flywheel.verify import PROCESS_PREFIX, Verdict
 from ratchet.types import Trajectory
 
@@ -79,6 +80,9 @@ ProvenanceFor = Callable[[Trajectory, int, int], Provenance]  # (rollout, call i
 def sft_candidates(rollouts: Sequence[tuple[Trajectory, Verdict]], provenance_for: ProvenanceFor) -> list[Example]:
     """One SFT example per single-reply model call of every verified-good rollout.
 
+    A multi-step rollout gives one example per turn: the call's request (the conversation so far, earlier tool
+    calls and results included, in the OpenAI shape) and its reply with the tool calls it made, so the last
+    call's example holds the whole conversation and each earlier one teaches a tool call.
     In constitution mode the judge's revision replaces the reply of the rollout's last call.
     """
     return [ex for traj, verdict in rollouts if verdict.good for ex in _sft_examples(traj, verdict, provenance_for)]
@@ -88,13 +92,14 @@ def _sft_examples(traj: Trajectory, verdict: Verdict, provenance_for: Provenance
     out = []
     calls = single_reply_calls(traj)
     for pos, (i, call) in enumerate(calls):
-        reply = call["replies"][0]
+        reply, tool_calls = call["replies"][0], list(call.get("tool_calls") or [])
         revision = verdict.judge.usable_revision if verdict.judge else None
         if pos == len(calls) - 1 and revision:
-            reply = revision
+            reply, tool_calls = revision, []  # the judge revised the final answer: an answer, not a tool call
         out.append(Example(kind=SFT, prompt=list(call["request"]), reply=reply,
                            provenance=provenance_for(traj, i, call_seed(call, traj.seed)),
-                           signals=verdict.signals, judge=verdict.judge.to_json() if verdict.judge else None))
+                           signals=verdict.signals, judge=verdict.judge.to_json() if verdict.judge else None,
+                           tool_calls=tool_calls, tools=call_tools(call)))
     return out
 
 
@@ -134,7 +139,7 @@ def revision_pairs(rollouts: Sequence[tuple[Trajectory, Verdict]], provenance_fo
         prov = Provenance(**{**prov.to_json(), "score": score, "rejected_score": traj.score,
                              "rejected_seed": prov.seed, "rejected_epoch": traj.epoch, "label": "ai_revision"})
         ex = Example(kind=PAIR, prompt=list(call["request"]), reply=jv.revision, rejected=original, provenance=prov,
-                     judge=jv.to_json())
+                     judge=jv.to_json(), tools=call_tools(call))
         if jv.revision_passed is False:
             dropped.append(Dropped(ex, "revision_failed_check", {"revision_score": jv.revision_score}))
         elif jv.score is None or jv.score < judge_min:
@@ -182,7 +187,7 @@ def pair_candidates(rollouts: Sequence[tuple[Trajectory, Verdict]], provenance_f
             prov = Provenance(**{**prov.to_json(), "rejected_score": bt.score, "rejected_seed": call_seed(bc, bt.seed),
                                  "rejected_epoch": bt.epoch})
             out.append(Example(kind=PAIR, prompt=list(gc["request"]), reply=gc["replies"][0],
-                               rejected=bc["replies"][0], provenance=prov))
+                               rejected=bc["replies"][0], provenance=prov, tools=call_tools(gc)))
             per_task[gt.task_id] += 1
     return out
 
@@ -222,7 +227,7 @@ def filter_examples(candidates: Sequence[Example], index: ContaminationIndex | N
     by_group: dict[tuple[str, str, str], NearDups] = {}
     per_task: Counter[tuple[str, str]] = Counter()
     def order(e: Example) -> tuple:
-        size = len(e.reply) if prefer_short else 0
+        size = len(e.target) if prefer_short else 0
         return (e.provenance.task_id, size, e.provenance.epoch, e.provenance.call_index)
 
     for ex in sorted(candidates, key=order):
@@ -230,14 +235,14 @@ def filter_examples(candidates: Sequence[Example], index: ContaminationIndex | N
         if hits:
             dropped.append(Dropped(ex, "contamination", {"hits": [h.to_json() for h in hits[:5]], "n_hits": len(hits)}))
             continue
-        if len(ex.reply.strip()) < min_chars:
+        if len(ex.target.strip()) < min_chars:  # a reply that only calls a tool is as long as its calls
             dropped.append(Dropped(ex, "too_short"))
             continue
-        if len(ex.reply) > max_chars or (ex.rejected is not None and len(ex.rejected) > max_chars):
+        if len(ex.target) > max_chars or (ex.rejected is not None and len(ex.rejected) > max_chars):
             dropped.append(Dropped(ex, "too_long"))
             continue
         group = (ex.kind, ex.provenance.task_id, request_key(ex.prompt))
-        text = normalize(ex.reply) + ("\0" + normalize(ex.rejected) if ex.rejected is not None else "")
+        text = normalize(ex.target) + ("\0" + normalize(ex.rejected) if ex.rejected is not None else "")
         if text in seen[group]:
             dropped.append(Dropped(ex, "duplicate"))
             continue

@@ -23,6 +23,7 @@ from typing import TYPE_CHECKING, Any
 
 from ratchet.flywheel.datasets import PAIR, Example, Provenance
 from ratchet.flywheel.filter import ProvenanceFor, call_seed, distinct_replies, request_key, single_reply_calls
+from ratchet.flywheel.tool_turns import call_tools
 from ratchet.types import Task, Trajectory
 
 if TYPE_CHECKING:
@@ -135,6 +136,7 @@ def rlaif_pairs(judged: Sequence[Judged], provenance_for: ProvenanceFor) -> tupl
         prov = Provenance(**{**prov.to_json(), "rejected_score": rt.score, "rejected_seed": call_seed(rc, rt.seed),
                              "rejected_epoch": rt.epoch, "label": "ai_pairwise"})
         out.append(Example(kind=PAIR, prompt=list(cc["request"]), reply=cc["replies"][0], rejected=rc["replies"][0],
-                           provenance=prov, judge={"pairwise": j.preference.to_json(), "judge": prov.verifier}))
+                           provenance=prov, judge={"pairwise": j.preference.to_json(), "judge": prov.verifier},
+                           tools=call_tools(cc)))
     counts["pairs"] = len(out)
     return out, {k: counts.get(k, 0) for k in ("compared", "pairs", "first", "second", "tie", "inconsistent", "unparsed")}

@@ -21,6 +21,7 @@ from typing import Any
 from ratchet.config import ConfigError
 from ratchet.flywheel.config import TrainConfig
 from ratchet.flywheel.datasets import Example
+from ratchet.flywheel.tool_turns import rendered_prompt
 
 TRAIN_CONFIG_FILE = "ratchet_train.json"
 
@@ -48,8 +49,13 @@ def pick_train_device(device: str) -> str:
 
 
 def sft_rows(examples: Sequence[Example]) -> list[dict[str, Any]]:
-    """Conversational prompt/completion rows: the loss falls on the reply only, never on the prompt."""
-    return [{"prompt": list(e.prompt), "completion": [{"role": "assistant", "content": e.reply}]} for e in examples]
+    """Conversational prompt/completion rows: the loss falls on the reply only, never on the prompt.
+
+    Tool turns are rendered as the model reads them at inference (models/tool_prompt.py): the offered tools'
+    specs in the system message, earlier calls as <tool_call> blocks, results as <tool_response> user turns,
+    and the target's own tool calls as <tool_call> blocks after its text."""
+    return [{"prompt": rendered_prompt(e.prompt, e.tools), "completion": [{"role": "assistant", "content": e.target}]}
+            for e in examples]
 
 
 def pair_rows(examples: Sequence[Example]) -> list[dict[str, Any]]:
@@ -57,7 +63,7 @@ def pair_rows(examples: Sequence[Example]) -> list[dict[str, Any]]:
     for e in examples:
         if e.rejected is None:
             raise ValueError(f"example {e.id} has no rejected reply; DPO needs pairs")
-        rows.append({"prompt": list(e.prompt), "chosen": [{"role": "assistant", "content": e.reply}],
+        rows.append({"prompt": rendered_prompt(e.prompt, e.tools), "chosen": [{"role": "assistant", "content": e.target}],
                      "rejected": [{"role": "assistant", "content": e.rejected}]})
     return rows
 

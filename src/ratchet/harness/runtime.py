@@ -133,7 +133,8 @@ class _Episode:
         self.traj.completion_tokens += completion.completion_tokens
         record = {"request": messages, "params": params.to_json(), "replies": completion.texts, "cached": completion.cached}
         if tools:
-            record.update(tools=tools.names, tool_calls=completion.tool_calls)
+            # the specs too (not only names): the flywheel renders a training example as the model read the call
+            record.update(tools=tools.names, tool_specs=tools.to_json(), tool_calls=completion.tool_calls)
         self.traj.messages.append(record)
         return {"texts": completion.texts, "tool_calls": completion.tool_calls}
 
