@@ -36,9 +36,12 @@ def with_programs(task, ctx):
     last = ""
     for _ in range(p["attempts"]):
         replies = ctx.sample(messages, p["samples"], system=ctx.prompt("system"))
-        answers, error = [], ""
+        answers, error, results = [], "", {}
         for reply in replies:
-            answer, error = printed(ctx.skill("python", program_of(reply)))
+            program = program_of(reply)
+            if program not in results:  # identical programs (greedy samples) run once: a rerun says nothing new
+                results[program] = printed(ctx.skill("python", program))
+            answer, error = results[program]
             if answer is not None:
                 answers.append(answer)
         if answers:
