@@ -98,3 +98,16 @@ def test_draft_next_step_follows_the_decision():
     assert kept.startswith("Kept") and "format (7)" in kept
     hurt = draft_next_step(decide_dev(better, parent), {"loop": 2})
     assert hurt.startswith("It hurt") and "loop (2)" in hurt
+
+
+def test_a_dev_gain_that_holdout_did_not_confirm_is_not_called_kept():
+    from ratchet.loop.decision import decide_dev
+    from ratchet.loop.memory import draft_next_step
+
+    parent = {f"t{i}": [0.0] for i in range(30)}
+    cand = {f"t{i}": [1.0 if i < 12 else 0.0] for i in range(30)}
+    stats = decide_dev(parent, cand)
+    assert stats.accepted
+    assert draft_next_step(stats, {}).startswith("Kept") and draft_next_step(stats, {}, kept=True).startswith("Kept")
+    text = draft_next_step(stats, {"format": 3}, kept=False)
+    assert "holdout did not confirm" in text and "Kept" not in text and "format (3)" in text

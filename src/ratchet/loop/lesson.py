@@ -34,7 +34,8 @@ def template_lesson(run_id: str, r: int, row: Mapping[str, Any], failures: str, 
         run_id=run_id, round=r, candidate=row["id"], change_summary=row["summary"], hypothesis=row["hypothesis"] or "",
         effect=stats.mean_diff if stats else nan, ci_low=stats.ci_low if stats else nan,
         ci_high=stats.ci_high if stats else nan, decision=label,
-        next_step=draft_next_step(stats, signals) if stats else f"{row['status']}: {decision.reason}"[:300],
+        next_step=(draft_next_step(stats, signals, kept=status == CandidateStatus.ACCEPTED) if stats
+                   else f"{row['status']}: {decision.reason}"[:300]),
         signals=signals, measured=measured_facts(status, decision), failures=failures[:FAILURE_CHARS])
 
 

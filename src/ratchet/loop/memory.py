@@ -213,15 +213,19 @@ def memory_answer(lessons: Sequence[Lesson], query: str, k: int = 3) -> str:
     return "\n".join(lesson_text(les) for les in recall(lessons, {}, k=k, query=query))
 
 
-def draft_next_step(decision_stats: DecisionStats, signals: Mapping[str, int]) -> str:
-    """A templated "what to try next" from the decision and the failure mix (no model call)."""
+def draft_next_step(decision_stats: DecisionStats, signals: Mapping[str, int], kept: bool | None = None) -> str:
+    """A templated "what to try next" from the decision and the failure mix (no model call). `kept`: whether the
+    candidate was kept in the end (False for a dev gain that holdout did not confirm); None: dev decided alone."""
     failing = sorted((s for s, n in signals.items() if n > 0 and s != "ok"), key=lambda s: (-signals[s], s))
     target = ""
     if failing:
         top = failing[0]
         target = f" Largest failure group: {top} ({signals[top]}); {SIGNAL_HINTS.get(top, 'study its examples')}."
     d = decision_stats
-    if d.accepted:
+    if d.accepted and kept is False:
+        head = (f"A dev gain (effect {d.mean_diff:+.3f}) that holdout did not confirm, so it was not kept; "
+                "it may be chance on dev, or real but smaller: measure it on more tasks or epochs before building on it.")
+    elif d.accepted:
         head = f"Kept (effect {d.mean_diff:+.3f}). Build on it with a change aimed at the remaining failures."
     elif d.reason.startswith("stopped early") or d.ci_high < 0:
         head = f"It hurt (effect {d.mean_diff:+.3f}); do not retry it, try the opposite direction or another idea."
