@@ -112,7 +112,8 @@ def lesson_for(run_id: str, generation: int, name: str, method: str, cmp: Compar
                                  f"{counts.get('verified_good', 0)} verified rollouts",
                   hypothesis="training on the model's own verified replies makes right answers more likely",
                   effect=d.mean_diff, ci_low=d.ci_low, ci_high=d.ci_high,
-                  decision="confirmed" if cmp.promoted else "rejected", next_step=draft_next_step(d, {}, kept=cmp.promoted), signals={})
+                  decision="confirmed" if cmp.promoted else "rejected",
+                  next_step=draft_next_step(d, {}, kept=cmp.promoted), signals={})
 
 
 def final_report(base: str, final: str, base_eval: EvalResult, final_eval: EvalResult, epochs: int,
