@@ -192,3 +192,23 @@ def test_peft_adapter_dir_loads_merged(model, tmp_path):
     finally:
         asyncio.run(adapted.aclose())
 
+
+
+@pytest.mark.slow
+def test_tools_and_tool_turns_round_trip_on_the_local_backend(model):
+    """No native tool calling here: the prompt convention carries the specs in and the tool turns back, and a
+    reply's <tool_call> block (from the convention's own parse) becomes a call; what the model writes is its own."""
+    from ratchet.types import Tools
+
+    add = {"type": "function", "function": {"name": "add", "description": "Add two integers.",
+                                            "parameters": {"type": "object", "properties": {"a": {"type": "integer"}}}}}
+    params = SamplingParams(max_tokens=48)
+    plain = asyncio.run(model.chat(user("Use the add tool to add 2 and 3."), params))
+    offered = asyncio.run(model.chat(user("Use the add tool to add 2 and 3."), params, Tools((add,), "required")))
+    assert offered.prompt_tokens > plain.prompt_tokens + 40  # the specs reached the prompt
+    assert isinstance(offered.tool_calls, list) and all(c["function"]["name"] for c in offered.tool_calls)
+    turn = {"id": "call_0", "type": "function", "function": {"name": "add", "arguments": '{"a": 2, "b": 3}'}}
+    back = asyncio.run(model.chat(user("Use the add tool to add 2 and 3.") + [
+        {"role": "assistant", "content": None, "tool_calls": [turn]},
+        {"role": "tool", "tool_call_id": "call_0", "name": "add", "content": "5"}], params, Tools((add,))))
+    assert back.prompt_tokens > offered.prompt_tokens and back.text.strip()  # the tool turns were rendered and read
