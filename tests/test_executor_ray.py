@@ -4,7 +4,6 @@ decides as the local one does, and a worker killed mid-episode is retried, or re
 never lost, never recorded twice. Skipped where Ray is not installed (`pip install -e ".[ray]"`)."""
 
 import asyncio
-import os
 import re
 import signal
 import subprocess
@@ -17,6 +16,7 @@ import pytest
 ray = pytest.importorskip("ray", reason='Ray is not installed: pip install -c constraints.txt -e ".[ray]"')
 
 from executor_fixture import ARITH_REPLY, scripted_project  # noqa: E402
+from procs import alive, cmdline, descendants  # noqa: E402
 from ratchet.executors import LocalExecutor, episode_config  # noqa: E402
 from ratchet.executors.ray import RayExecutor  # noqa: E402
 from ratchet.harness.loader import load_harness  # noqa: E402
@@ -164,34 +164,6 @@ def evolve_population_2_through_ray_decides_as_the_local_executor_does(tmp_path)
     assert figures(ray_out) == figures(local_out)
 
 
-def _tree(pid: int) -> set[int]:
-    children: dict[int, list[int]] = {}
-    for entry in os.listdir("/proc"):
-        if entry.isdigit():
-            try:
-                ppid = int(Path(f"/proc/{entry}/stat").read_text().rsplit(")", 1)[1].split()[1])
-            except (OSError, IndexError, ValueError):
-                continue
-            children.setdefault(ppid, []).append(int(entry))
-    found, todo = set(), [pid]
-    while todo:
-        for child in children.get(todo.pop(), []):
-            found.add(child)
-            todo.append(child)
-    return found
-
-
-def _living(pids: set[int]) -> set[int]:
-    out = set()
-    for pid in pids:
-        try:
-            if Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0] != "Z":
-                out.add(pid)
-        except OSError:
-            pass
-    return out
-
-
 def test_sigkill_of_ratchet_leaves_no_ray_process(tmp_path):
     """The local cluster a run starts is under the process guard: a SIGKILL of ratchet takes all of it along
     (ray.init()'s own cluster left two agent processes for about a minute)."""
@@ -203,24 +175,17 @@ def test_sigkill_of_ratchet_leaves_no_ray_process(tmp_path):
     try:
         deadline, tree = time.monotonic() + 180, set()
         while time.monotonic() < deadline:  # until a Ray worker runs an episode
-            tree = _tree(proc.pid)
-            if any(b"ray::" in _cmd(p) for p in tree):
+            tree = descendants(proc.pid)
+            if any(b"ray::" in cmdline(p) for p in tree):
                 break
             assert proc.poll() is None, "ratchet eval ended before its Ray workers ran"
             time.sleep(0.5)
-        assert any(b"raylet" in _cmd(p) for p in tree), [(_cmd(p)[:80]) for p in tree]
+        assert any(b"raylet" in cmdline(p) for p in tree), [(cmdline(p)[:80]) for p in tree]
     finally:
         proc.send_signal(signal.SIGKILL)
         proc.wait()
     deadline = time.monotonic() + 30
-    while _living(tree) and time.monotonic() < deadline:
+    while alive(tree) and time.monotonic() < deadline:
         time.sleep(0.5)
-    left = _living(tree)
-    assert not left, f"left behind after 30 s: {[_cmd(p)[:100] for p in left]}"
-
-
-def _cmd(pid: int) -> bytes:
-    try:
-        return Path(f"/proc/{pid}/cmdline").read_bytes().replace(b"\0", b" ")
-    except OSError:
-        return b""
+    left = alive(tree)
+    assert not left, f"left behind after 30 s: {[cmdline(p)[:100] for p in left]}"

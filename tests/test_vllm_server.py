@@ -17,6 +17,7 @@ from pathlib import Path
 
 import pytest
 
+from procs import alive, cmdline, descendants
 from ratchet.models.base import ModelError
 from ratchet.models.cache import CachedModel
 from ratchet.models.gguf import resolve_local_model
@@ -24,6 +25,7 @@ from ratchet.models.openai import OpenAIModel
 from ratchet.models.vllm import VLLMServer, find_vllm, tool_args, wait_healthy
 from ratchet.process_guard import group_members
 from ratchet.types import SamplingParams, Tools
+from test_flywheel_e2e import SMALL as FLYWHEEL_SMALL
 
 pytestmark = [pytest.mark.slow]
 SERVED = "smollm2-135m"
@@ -50,34 +52,6 @@ def write_project(root: Path, model_lines: str) -> Path:
     (root / "ratchet.toml").write_text(toml)
     assert 'backend = "vllm"' in toml, toml
     return root
-
-
-def descendants(pid: int) -> set[int]:
-    children: dict[int, list[int]] = {}
-    for entry in os.listdir("/proc"):
-        if entry.isdigit():
-            try:
-                ppid = int(Path(f"/proc/{entry}/stat").read_text().rsplit(")", 1)[1].split()[1])
-            except (OSError, IndexError, ValueError):
-                continue
-            children.setdefault(ppid, []).append(int(entry))
-    found, todo = set(), [pid]
-    while todo:
-        for child in children.get(todo.pop(), []):
-            found.add(child)
-            todo.append(child)
-    return found
-
-
-def alive(pids: set[int]) -> set[int]:
-    out = set()
-    for pid in pids:
-        try:
-            if Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0] != "Z":
-                out.add(pid)
-        except OSError:
-            pass
-    return out
 
 
 def test_kill_9_of_ratchet_leaves_no_vllm_process(tmp_path):
@@ -202,21 +176,6 @@ def test_eval_and_two_evolve_rounds_with_backend_vllm(server, tmp_path):
     assert "round   1" in res.stdout and "round   2" in res.stdout and "seed vs best" in res.stdout, res.stdout
 
 
-FLYWHEEL_SMALL = """
-[flywheel]
-generations = 1
-samples_per_task = 3
-task_limit = 6
-eval_limit = 4
-eval_epochs = 1
-
-[flywheel.train]
-max_steps = 2
-batch_size = 4
-lora_r = 4
-lora_alpha = 8
-max_length = 128
-"""
 
 
 def test_flywheel_generation_samples_through_vllm(server, tmp_path):
@@ -255,15 +214,8 @@ def test_flywheel_generation_samples_through_vllm(server, tmp_path):
     assert f"vllm:{gen['candidate_model']}" in models, models  # the checkpoint, evaluated through its own server
     logs = list((root / ".ratchet" / "vllm").glob("vllm-*.log"))  # the server ratchet started for the checkpoint
     assert len(logs) == 1 and gen["candidate_model"] in logs[0].read_text(errors="replace"), logs
-    left = [pid for pid in os.listdir("/proc") if pid.isdigit() and str(root).encode() in _cmdline(pid)]
+    left = [pid for pid in os.listdir("/proc") if pid.isdigit() and str(root).encode() in cmdline(pid)]
     assert not left, f"the checkpoint's vLLM server outlived the run: {left}"
-
-
-def _cmdline(pid: str) -> bytes:
-    try:
-        return Path(f"/proc/{pid}/cmdline").read_bytes()
-    except OSError:
-        return b""
 
 
 @pytest.mark.parametrize("proposer", ["agent", "llm"])
