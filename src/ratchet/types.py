@@ -162,8 +162,17 @@ class Tools:
     def names(self) -> list[str]:
         return [f["function"]["name"] for f in self.functions]
 
+    @property
+    def named(self) -> str | None:
+        """The function a named choice asks for; None for "auto" and "required"."""
+        return None if self.choice in TOOL_CHOICES else self.choice
+
     def to_json(self) -> dict[str, Any]:
         return {"functions": list(self.functions), "choice": self.choice}
+
+    @classmethod
+    def from_json(cls, d: Mapping[str, Any]) -> Tools:
+        return cls(tuple(d.get("functions") or ()), str(d.get("choice") or "auto"))
 
 
 @dataclass

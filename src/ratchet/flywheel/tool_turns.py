@@ -50,10 +50,7 @@ def has_tool_turns(prompt: Sequence[Message], tools: dict[str, Any] | None, tool
 def rendered_prompt(prompt: Sequence[Message], tools: dict[str, Any] | None) -> list[Message]:
     """The prompt as plain {role, content} messages the model's chat template can format: the tools' specs in
     the system message, earlier tool calls and results as text (unchanged when there are no tool turns)."""
-    if not tools and not tool_prompt.has_tool_turns(list(prompt)):
-        return list(prompt)
-    offered = Tools(tuple(tools["functions"]), tools.get("choice", "auto")) if tools else None
-    return tool_prompt.render(list(prompt), offered)
+    return tool_prompt.plain_messages(list(prompt), Tools.from_json(tools) if tools else None)
 
 
 def uniform_message(m: Message) -> dict[str, Any]:

@@ -19,7 +19,7 @@ from typing import Any
 
 from ratchet.harness.budget import EpisodeBudget, EpisodeLimits
 from ratchet.harness.loader import Harness
-from ratchet.models.base import ChatModel, ModelUnavailable
+from ratchet.models.base import ChatModel, ModelUnavailable, ask
 from ratchet.sandbox import PIPE_LIMIT, Sandbox, SandboxLimits, python_argv
 from ratchet.types import SamplingParams, Task, Tools, Trajectory
 
@@ -126,7 +126,7 @@ class _Episode:
         params = SamplingParams.from_json(raw)
         messages = list(msg.get("messages") or [])
         tools = _tools(msg.get("tools"))
-        completion = await (self.svc.model.chat(messages, params, tools) if tools else self.svc.model.chat(messages, params))
+        completion = await ask(self.svc.model, messages, params, tools)
         self.budget.charge(completion.prompt_tokens + completion.completion_tokens)
         self.traj.tokens = self.budget.tokens
         self.traj.prompt_tokens += completion.prompt_tokens
@@ -163,7 +163,7 @@ def _tools(raw: Any) -> Tools | None:
         return None
     if not isinstance(raw, dict):
         raise ValueError(f"tools must come as {{'functions': [...], 'choice': ...}}, got {raw!r:.200}")
-    return Tools(tuple(raw.get("functions") or ()), str(raw.get("choice") or "auto"))
+    return Tools.from_json(raw)
 
 
 _SIGNAL_MEANING = {signal.SIGXCPU: "the cpu limit", signal.SIGXFSZ: "the file size limit",

@@ -27,3 +27,8 @@ class ChatModel(Protocol):
     async def chat(self, messages: list[Message], params: SamplingParams, tools: Tools | None = None) -> Completion: ...
 
     async def aclose(self) -> None: ...
+
+
+async def ask(model: ChatModel, messages: list[Message], params: SamplingParams, tools: Tools | None) -> Completion:
+    """`model.chat`, with `tools` passed only when there are some (see ChatModel: older models take none)."""
+    return await (model.chat(messages, params, tools) if tools is not None else model.chat(messages, params))

@@ -19,7 +19,7 @@ import threading
 import time
 from pathlib import Path
 
-from ratchet.models.base import ChatModel
+from ratchet.models.base import ChatModel, ask
 from ratchet.types import Completion, Message, SamplingParams, Tools
 
 _SCHEMA = """
@@ -112,11 +112,8 @@ class CachedModel:
         return f"CachedModel({self.inner!r}, path='{self.store.path}')"
 
     async def chat(self, messages: list[Message], params: SamplingParams, tools: Tools | None = None) -> Completion:
-        def ask():
-            return self.inner.chat(messages, params, tools) if tools is not None else self.inner.chat(messages, params)
-
         if not is_cacheable(params):
-            return await ask()
+            return await ask(self.inner, messages, params, tools)
         key = cache_key(self.name, messages, params, tools)
         with self._lock:
             shared = self._in_flight.get(key)
@@ -137,7 +134,7 @@ class CachedModel:
             return Completion(list(done.texts), done.prompt_tokens, done.completion_tokens, cached=True,
                               tool_calls=list(done.tool_calls))
         try:
-            completion = await ask()
+            completion = await ask(self.inner, messages, params, tools)
             self.store.put(key, self.name, completion)
             if not owned.done():
                 owned.set_result(completion)

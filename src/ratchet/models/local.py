@@ -187,8 +187,7 @@ class LocalModel:
 
     async def chat(self, messages: list[Message], params: SamplingParams, tools: Tools | None = None) -> Completion:
         # no native tool calling here: the prompt convention (models/tool_prompt.py)
-        if tools is not None or tool_prompt.has_tool_turns(messages):
-            messages = tool_prompt.render(messages, tools)
+        messages = tool_prompt.plain_messages(messages, tools)
         check_messages(messages)
         prompt_ids = self.step_model.encode_chat(messages)
         results = await self.batcher.submit(self.rows_for(prompt_ids, params))

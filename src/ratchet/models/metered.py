@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from collections.abc import Callable
 
-from ratchet.models.base import ChatModel
+from ratchet.models.base import ChatModel, ask
 from ratchet.types import Completion, Message, SamplingParams, Tools
 
 
@@ -18,7 +18,7 @@ class MeteredModel:
         self.prompt_tokens = self.completion_tokens = 0
 
     async def chat(self, messages: list[Message], params: SamplingParams, tools: Tools | None = None) -> Completion:
-        completion = await (self.inner.chat(messages, params, tools) if tools else self.inner.chat(messages, params))
+        completion = await ask(self.inner, messages, params, tools)
         self.prompt_tokens += completion.prompt_tokens
         self.completion_tokens += completion.completion_tokens
         return completion

@@ -83,9 +83,7 @@ def request_kwargs(params: SamplingParams, n: int) -> dict[str, Any]:
 
 
 def tool_kwargs(tools: Tools) -> dict[str, Any]:
-    choice: Any = tools.choice
-    if choice not in ("auto", "required"):
-        choice = {"type": "function", "function": {"name": choice}}
+    choice = {"type": "function", "function": {"name": tools.named}} if tools.named else tools.choice
     return {"tools": list(tools.functions), "tool_choice": choice}
 
 
@@ -211,8 +209,8 @@ class OpenAIModel:
         extra: dict[str, Any] = {}
         if tools is not None and self.tool_calling == "native":
             extra = tool_kwargs(tools)
-        elif tools is not None or (self.tool_calling == "prompt" and tool_prompt.has_tool_turns(messages)):
-            messages = tool_prompt.render(messages, tools)
+        elif self.tool_calling == "prompt":
+            messages = tool_prompt.plain_messages(messages, tools)
         texts: list[str] = []
         calls: list[dict[str, Any]] = []
         prompt_tokens = completion_tokens = 0

@@ -81,8 +81,7 @@ class ScriptedModel:
 
     async def chat(self, messages: list[Message], params: SamplingParams, tools: Tools | None = None) -> Completion:
         # the script sees what a local model would: the prompt convention's messages
-        if tools is not None or tool_prompt.has_tool_turns(messages):
-            messages = tool_prompt.render(messages, tools)
+        messages = tool_prompt.plain_messages(messages, tools)
         self.calls.append((messages, params))
         texts = [await self._one(messages, params) for _ in range(params.n)]
         texts = [_cut_at_stop(t, params.stop) for t in texts]

@@ -43,8 +43,8 @@ def tools_block(tools: Tools) -> str:
     text = "\n".join(lines)
     if tools.choice == "required":
         text += "\nYou must call at least one function."
-    elif tools.choice != "auto":
-        text += f"\nYou must call the function {tools.choice}."
+    elif tools.named:
+        text += f"\nYou must call the function {tools.named}."
     return text
 
 
@@ -60,6 +60,11 @@ def _call_text(call: dict[str, Any]) -> str:
 
 def has_tool_turns(messages: list[Message]) -> bool:
     return any(isinstance(m, dict) and (m.get("tool_calls") or m.get("role") == "tool") for m in messages)
+
+
+def plain_messages(messages: list[Message], tools: Tools | None) -> list[Message]:
+    """render() when there is something to render (tools, or tool turns in the conversation); else `messages`."""
+    return render(messages, tools) if tools is not None or has_tool_turns(messages) else messages
 
 
 def render(messages: list[Message], tools: Tools | None) -> list[Message]:
@@ -99,7 +104,7 @@ def _as_call(obj: Any, index: int, named: str | None) -> dict[str, Any] | None:
 def parse(text: str, tools: Tools) -> tuple[str, list[dict[str, Any]]]:
     """(the reply's text without the tool-call blocks read, its tool calls in the OpenAI shape)."""
     calls: list[dict[str, Any]] = []
-    named = tools.choice if tools.choice not in ("auto", "required") else None
+    named = tools.named
 
     def take(match: re.Match[str]) -> str:
         try:
