@@ -115,3 +115,37 @@ def test_the_summary_holds_the_reconciled_report_and_the_unseal_adds_test(tmp_pa
     log = CliRunner().invoke(app, ["log", str(root)])
     assert log.exit_code == 0 and "seed vs best, paired on each split" in log.output
     assert "unseal #1's seed" in log.output and after.sentences[-1][:40] in " ".join(log.output.split())
+
+
+class _Killed(BaseException):
+    """A crash the loop does not catch (as a SIGKILL would not be caught)."""
+
+
+def test_a_crash_right_after_a_lesson_resumes_to_the_uninterrupted_run(tmp_path, monkeypatch):
+    """The lesson marks a round complete, so everything the next round depends on (the proposer's
+    observation of the outcome) must be saved before it: a crash just after it loses nothing."""
+    from ratchet.ledger import Ledger
+
+    reference, proj = run_evolve(make_project_dir(tmp_path / "ref"), rounds=6)
+    ref_rows = Ledger(proj.cfg.ledger_url).candidates(reference.run_id)
+
+    add_lesson = Ledger.add_lesson
+
+    def add_then_crash(self, run_id, r, *args, **kwargs):
+        add_lesson(self, run_id, r, *args, **kwargs)
+        if r == 3:
+            raise _Killed
+
+    root = make_project_dir(tmp_path / "crashed")
+    monkeypatch.setattr(Ledger, "add_lesson", add_then_crash)
+    try:
+        run_evolve(root, rounds=6)
+        raise AssertionError("the planted crash did not happen")
+    except _Killed:
+        pass
+    monkeypatch.setattr(Ledger, "add_lesson", add_lesson)
+    resumed, proj = run_evolve(root, rounds=6, resume=True)
+    assert [r.round for r in resumed.rounds] == [4, 5, 6]
+    rows = Ledger(proj.cfg.ledger_url).candidates(resumed.run_id)
+    assert [(c["round"], c["rationale"], c["status"]) for c in rows] == \
+        [(c["round"], c["rationale"], c["status"]) for c in ref_rows]

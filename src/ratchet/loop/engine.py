@@ -305,9 +305,15 @@ class LoopEngine:
     async def _remember(self, r: int, cand_id: str, parent: arch.Member,
                         siblings: list[dict[str, Any]] | None = None) -> RoundResult:
         """The round's lesson (one per round; a population round's names its other candidates), written from the
-        Decision and critiqued by the proposer's model when there is one (loop/lesson.py); then observe."""
+        Decision and critiqued by the proposer's model when there is one (loop/lesson.py), after the proposer
+        has observed the outcome."""
         row = self.ledger.candidate(cand_id)
         status = CandidateStatus(row["status"])
+        for each in [row, *(siblings or [])]:
+            announce(self.ledger, each, self.say)  # e.g. mix benching a proposer: once, as an event and a line
+        # Observed before the lesson is written: the lesson marks the round complete (driver.completed_rounds),
+        # so a kill between the two must find the observation saved, or the resumed run would never make it.
+        self._observe(r, [row, *(siblings or [])])
         if not any(x["round"] == r for x in self.ledger.lessons(self.run_id)):  # a resumed round keeps its lesson
             failures, summary = self.arena.failure_context(parent.commit, self.loop.max_failures_shown)
             lesson, refused = await round_lesson(self.run_id, r, row, failures, summary, self.proposer_meter, self.loop.seed)
@@ -320,9 +326,6 @@ class LoopEngine:
             claim_memory(self.ledger, self.run_id, self.memory_path)  # whose lessons these are, before the first
             self.ledger.add_lesson(self.run_id, r, cand_id, lesson_text(lesson), jsonable(lesson.to_json()))
         write_memory_md(self.memory_path, project_lessons(self.ledger, self.run_id, self.memory_path))  # every run's
-        for each in [row, *(siblings or [])]:
-            announce(self.ledger, each, self.say)  # e.g. mix benching a proposer: once, as an event and a line
-        self._observe(r, [row, *(siblings or [])])
         return RoundResult(r, cand_id, status, row["summary"])
 
     def _observe(self, r: int, rows: list[dict[str, Any]]) -> None:
