@@ -143,3 +143,13 @@ def test_stop_file_stops_before_work(setup):
     summary = run(engine)
     assert summary.status == "stopped" and "stop file" in summary.reason and not trainer.calls
     assert proj.ledger.run(summary.run_id)["status"] == "stopped"
+
+
+def test_rollouts_that_crashed_are_named_not_counted_as_wrong_answers():
+    from ratchet.flywheel.generate import failed_rollouts
+    from ratchet.types import Trajectory
+
+    crash = "crash: the harness process exited with code 1; RuntimeError: can't start new thread"
+    trajs = [Trajectory(task_id=f"t{i}", epoch=0, seed=i, score=0.0, error=crash if i < 3 else None) for i in range(5)]
+    assert failed_rollouts(trajs) == f"3 of 5 rollouts ended in an error, not an answer (3x: {crash})"
+    assert failed_rollouts(trajs[3:]) is None

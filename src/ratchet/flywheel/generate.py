@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import asyncio
 import hashlib
+from collections import Counter
 from collections.abc import Callable, Sequence
 
 from ratchet.config import ConfigError
@@ -58,6 +59,16 @@ async def generate(evaluator: Evaluator, harness: Harness, tasks: Sequence[Task]
             raise ValueError(f"only train tasks may be sampled for training data; not train: {wrong[:5]}")
     return await evaluator.evaluate(harness, tasks, TRAIN, samples_per_task, seed, run_id=run_id,
                                     progress=progress, should_stop=should_stop)
+
+
+def failed_rollouts(trajs: Sequence[Trajectory]) -> str | None:
+    """A line on the rollouts that ended in an error (a crash, a timeout) rather than an answer, or None:
+    they are never verified, so without it a broken sandbox reads as a model that solves nothing."""
+    errors = Counter(str(t.error) for t in trajs if t.error)
+    if not errors:
+        return None
+    common, n = errors.most_common(1)[0]
+    return f"{sum(errors.values())} of {len(trajs)} rollouts ended in an error, not an answer ({n}x: {common[:300]})"
 
 
 def hint_messages(request: list[dict[str, str]], gold: str) -> list[dict[str, str]]:
