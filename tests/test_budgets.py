@@ -55,6 +55,7 @@ def test_rollout_budget_stops_between_evaluations_and_resume_counts_each_rollout
     root = _project_dir(tmp_path, guard="max_rollouts = 20")
     first, run, recorded, events, usage = _run(root, ArithmeticModel(), rounds=2)
     assert first.status == "stopped" and "rollout budget reached" in first.reason
+    assert first.by_budget  # the CLI exits 0 on it (stop_exit_code), 130 on a stop file or Ctrl-C
     stop = [e["data"] for e in events if e["kind"] == "budget_stop"]
     assert stop and stop[0]["inside_round"] == 1  # inside round 1, between its evaluations
     assert run["status"] == "stopped"

@@ -98,10 +98,10 @@ def fixable(then: str = "") -> Iterator[None]:
         fail(f"{message}\n{then}" if then and resumable else message)
 
 
-def stop_exit_code(status: str, reason: str) -> int:
+def stop_exit_code(status: str, by_budget: bool) -> int:
     """The one exit-code policy for loops (evolve, research, flywheel): 0 when the run reached its end -
     it finished, or a [guard] budget ended it - and 130 when the stop file or Ctrl-C stopped it early."""
-    if status == "finished" or "budget reached" in reason:
+    if status == "finished" or by_budget:
         return 0
     return STOPPED
 

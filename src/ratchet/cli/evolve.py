@@ -75,7 +75,7 @@ def evolve(
         outcome = asyncio.run(go())
     if outcome.status == "stopped":
         console.print(f"stopped: {outcome.reason}. Continue with: ratchet evolve {project} --resume")
-        raise typer.Exit(stop_exit_code(outcome.status, outcome.reason))
+        raise typer.Exit(stop_exit_code(outcome.status, outcome.by_budget))
     console.print(f"finished: {outcome.reason}")
     if outcome.table:
         console.print(table(f"run {outcome.run_id}: seed vs best", ["harness", "candidate", "commit"],

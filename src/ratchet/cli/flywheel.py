@@ -100,7 +100,7 @@ def flywheel(
         console.print(f'use it: set \\[model] name = "{summary.current_model}" in {project}/ratchet.toml')
     if summary.status != "finished":
         console.print(f"stopped: {summary.reason}. Continue with: ratchet flywheel {project} --resume")
-        raise typer.Exit(stop_exit_code(summary.status, summary.reason))
+        raise typer.Exit(stop_exit_code(summary.status, summary.by_budget))
 
 
 def models(project: Path = ProjectArg,

@@ -48,7 +48,7 @@ def research(
         fail(f"interrupted; {again}", STOPPED)
     if outcome.status == "stopped":
         console.print(f"stopped: {outcome.reason}. Continue with: ratchet research {project} --resume")
-        raise typer.Exit(stop_exit_code(outcome.status, outcome.reason))
+        raise typer.Exit(stop_exit_code(outcome.status, outcome.by_budget))
     spec = proj.spec
     console.print(f"finished: {outcome.reason}")
     console.print(table(f"run {outcome.run_id}: {spec.metric} ({'lower' if spec.direction == 'minimize' else 'higher'} "

@@ -50,8 +50,8 @@ from ratchet.flywheel.filter import (
     rollout_counts,
     sft_candidates,
 )
+from ratchet.flywheel.generate import failed_rollouts, generation_seed, rationalize, sampling_harness
 from ratchet.flywheel.generate import generate as generate_rollouts
-from ratchet.flywheel.generate import generation_seed, rationalize, sampling_harness
 from ratchet.flywheel.judging import compare_pairs, verify_all
 from ratchet.flywheel.promote import Comparison, compare, final_report, lesson_for
 from ratchet.flywheel.rlaif import Judged, has_checker, rlaif_pairs
@@ -83,6 +83,7 @@ class FlywheelSummary:
     final_holdout: dict[str, Any] | None = None
     wall_s: float = 0.0
     card_path: Path | None = None
+    by_budget: bool = False  # stopped because a [guard] budget ran out (not by a person)
 
 
 def git_commit(path: Path) -> str | None:
@@ -197,6 +198,7 @@ class Flywheel:
         self.mechanism = (Thresholdout.from_json(state) if state else
                           Thresholdout(loop.holdout_budget, loop.holdout_threshold, loop.holdout_noise, seed=self.fw.eval_seed))
         current, status, reason = self.base, "finished", f"{total} generations done"
+        by_budget = False
         for g in range(1, total + 1):
             done = self.store.generation(run_id, g)
             if done and done["status"] in ("promoted", "rejected", "skipped"):
@@ -205,12 +207,13 @@ class Flywheel:
                 continue
             why = control.budget_reason() or control.stop_reason()
             if why:
-                status, reason = "stopped", why
+                status, reason, by_budget = "stopped", why, control.stop_reason() is None
                 break
             try:
                 current = await self.generation(g, current, control)
             except (EvalInterrupted, TrainInterrupted) as e:
-                status, reason = "stopped", f"{control.stop_reason() or 'stopped'}: {e}"
+                by_budget = control.stop_reason() is None and control.budget_reason(rounds=False) is not None
+                status, reason = "stopped", f"{control.stop_reason() or control.budget_reason(rounds=False) or 'stopped'}: {e}"
                 break
             control.usage.rounds = g
             ledger.update_run(run_id, summary={"usage": control.usage.to_json(), "current_model": current})
@@ -221,7 +224,7 @@ class Flywheel:
         tracker.finished(status, reason)
         card = self.write_card()
         return FlywheelSummary(run_id, status, reason, current, self.base, self.store.generations(run_id), final,
-                               time.monotonic() - started, card)
+                               time.monotonic() - started, card, by_budget)
 
     # -- one generation: the stages of docs/flywheel.md, top to bottom ----------------------------------
     async def generation(self, g: int, current: str, control: StopControl) -> str:
@@ -261,6 +264,9 @@ class Flywheel:
             sampled = await generate_rollouts(self.evaluator(current), self.gen_harness, self.tasks["train"],
                                               fw.samples_per_task, generation_seed(fw.seed, g), run_id=self.run_id,
                                               progress=cb, should_stop=control.should_stop, splits=self.split)
+        if (failed := failed_rollouts(sampled.trajectories)) is not None:
+            self.say(f"generation {g}: {failed}")
+            self.p.ledger.add_event("flywheel_failed_rollouts", {"generation": g, "message": failed}, run_id=self.run_id)
         spent = sampled.spent
         control.spend(spent.rollouts, spent.tokens, self.cfg.model.usd(spent.prompt_tokens, spent.completion_tokens))
         return sampled

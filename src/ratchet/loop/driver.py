@@ -47,6 +47,7 @@ class RunOutcome:
     table: list[dict[str, Any]] = field(default_factory=list)
     comparison: dict[str, Any] = field(default_factory=dict)  # research: best vs seed on the final holdout seeds
     usage: dict[str, Any] = field(default_factory=dict)
+    by_budget: bool = False  # stopped inside a round because a [guard] budget ran out (not by a person)
 
 
 @dataclass
@@ -169,7 +170,7 @@ async def drive(tier: Tier, opts: RunOptions, say: Say = print) -> RunOutcome:
             write_summary(tier, engine, control)
         ledger.update_run(run_id, status="stopped")
         tracker.finished("stopped", str(e))
-        return RunOutcome(run_id, "stopped", str(e), outcome.rounds)
+        return RunOutcome(run_id, "stopped", str(e), outcome.rounds, by_budget=isinstance(e, BudgetReached))
     write_summary(tier, engine, control, outcome)
     ledger.update_run(run_id, status="finished")
     tracker.finished("finished", outcome.reason)
