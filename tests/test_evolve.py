@@ -126,26 +126,26 @@ def test_a_crash_right_after_a_lesson_resumes_to_the_uninterrupted_run(tmp_path,
     observation of the outcome) must be saved before it: a crash just after it loses nothing."""
     from ratchet.ledger import Ledger
 
-    reference, proj = run_evolve(make_project_dir(tmp_path / "ref"), rounds=6)
+    reference, proj = run_evolve(make_project_dir(tmp_path / "ref"), rounds=4)
     ref_rows = Ledger(proj.cfg.ledger_url).candidates(reference.run_id)
 
     add_lesson = Ledger.add_lesson
 
     def add_then_crash(self, run_id, r, *args, **kwargs):
         add_lesson(self, run_id, r, *args, **kwargs)
-        if r == 3:
+        if r == 2:
             raise _Killed
 
     root = make_project_dir(tmp_path / "crashed")
     monkeypatch.setattr(Ledger, "add_lesson", add_then_crash)
     try:
-        run_evolve(root, rounds=6)
+        run_evolve(root, rounds=4)
         raise AssertionError("the planted crash did not happen")
     except _Killed:
         pass
     monkeypatch.setattr(Ledger, "add_lesson", add_lesson)
-    resumed, proj = run_evolve(root, rounds=6, resume=True)
-    assert [r.round for r in resumed.rounds] == [4, 5, 6]
+    resumed, proj = run_evolve(root, rounds=4, resume=True)
+    assert [r.round for r in resumed.rounds] == [3, 4]
     rows = Ledger(proj.cfg.ledger_url).candidates(resumed.run_id)
     assert [(c["round"], c["rationale"], c["status"]) for c in rows] == \
         [(c["round"], c["rationale"], c["status"]) for c in ref_rows]
