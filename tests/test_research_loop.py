@@ -190,6 +190,11 @@ def test_cli_runs_and_prints_the_table(tmp_path):
     result = CliRunner().invoke(app, [str(root), "--rounds", "1"])
     assert result.exit_code == 0, result.output
     assert "finished" in result.output and "loss" in result.output and "trials" in result.output
+    from ratchet.cli import app as ratchet_app
+
+    log = CliRunner().invoke(ratchet_app, ["log", str(root)])  # the latest loop run: this research run
+    assert log.exit_code == 0 and "run research-" in log.output and "r001" in log.output, log.output
+    assert "sealed test" not in log.output  # research has no sealed split
     bad = make_project(tmp_path / "q", run="raise SystemExit(3)\n")
     result = CliRunner().invoke(app, [str(bad), "--rounds", "1"])
     assert result.exit_code == 1 and "fails its own command" in result.output

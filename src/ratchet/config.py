@@ -612,17 +612,31 @@ def _range_text(key: str, info: FieldInfo) -> str | None:
     return f"{text} ({why})" if why else text
 
 
-def load_project(project_dir: str | Path) -> ProjectConfig:
-    """Read `ratchet.toml` from a project dir (or a path to the file itself)."""
+def read_project_file(project_dir: str | Path, missing_hint: str) -> tuple[dict[str, Any], Path]:
+    """The parsed `ratchet.toml` of a project dir (or the file itself) and its path."""
     path = Path(project_dir)
     if path.is_dir():
         path = path / PROJECT_FILE
     if not path.exists():
-        raise ConfigError(f"{path}: no such file. Run `ratchet init DIR` to create a project, or pass a project dir.")
+        raise ConfigError(f"{path}: no such file. {missing_hint}")
     try:
-        raw = tomllib.loads(path.read_text())
+        return tomllib.loads(path.read_text()), path
     except tomllib.TOMLDecodeError as e:
         raise ConfigError(f"{path}: not valid TOML: {e}") from None
+
+
+def load_project(project_dir: str | Path) -> ProjectConfig:
+    """Read `ratchet.toml` from a project dir (or a path to the file itself)."""
+    raw, path = read_project_file(project_dir, "Run `ratchet init DIR` to create a project, or pass a project dir.")
+    return parse_project(raw, root=path.parent, source=path)
+
+
+def load_record_config(project_dir: str | Path) -> ProjectConfig:
+    """The config of any project whose record is read (log, show, approve): a harness project, or a research
+    project, which has no harness dir."""
+    raw, path = read_project_file(project_dir, "Pass the dir of a project that has run (it holds ratchet.toml).")
+    if raw.get("research"):
+        return validate_project(raw, path.parent.resolve(), path)
     return parse_project(raw, root=path.parent, source=path)
 
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from pathlib import Path
 
-from ratchet.config import ConfigError, ModelSection, ProjectConfig, load_project
+from ratchet.config import ConfigError, ModelSection, ProjectConfig, load_project, load_record_config
 from ratchet.evaluate import Evaluator
 from ratchet.executors import build_executor
 from ratchet.harness.budget import EpisodeLimits
@@ -95,5 +95,5 @@ class ProjectLedger:
 
 
 def open_project_ledger(path: str | Path, ledger_url: str | None = None) -> ProjectLedger:
-    cfg = load_project(path)
+    cfg = load_record_config(path)
     return ProjectLedger(cfg, Ledger(ledger_url or cfg.ledger_url))

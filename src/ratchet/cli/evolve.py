@@ -15,6 +15,7 @@ from ratchet.cli.common import (
     check_loop_options,
     fail,
     fixable,
+    latest_loop_kind,
     open_full,
     open_record,
     run_id_for,
@@ -33,7 +34,8 @@ def print_report(title: str, stored: dict | None) -> bool:
     report = Report.from_json(stored)
     if report is None:
         return False
-    console.print(table(title, REPORT_COLUMNS, report_rows(report)))
+    if rows := report_rows(report):  # none when the best is the seed (a research run that kept nothing)
+        console.print(table(title, REPORT_COLUMNS, rows))
     for line in report_notes(report):
         console.print(line, highlight=False, markup=False)
     return True
@@ -90,7 +92,8 @@ def evolve(
 
 
 
-def log_(project: Path = ProjectArg, run: str | None = typer.Option(None, help="Run id (default: the latest evolve run)."),
+def log_(project: Path = ProjectArg, run: str | None = typer.Option(None, help="Run id (default: the latest evolve or "
+                                                                              "research run)."),
          runs: bool = typer.Option(False, "--runs", help="List the runs instead.")) -> None:
     """The history of a run as a table: round, candidate, parent, proposer (one that failed is named with its
     tokens, and why under the table), change, dev delta with CI, holdout, decision.
@@ -107,7 +110,7 @@ def log_(project: Path = ProjectArg, run: str | None = typer.Option(None, help="
                               (r["summary"] or {}).get("best_dev", "-"), (r["summary"] or {}).get("unseals", 0)]
                              for r in proj.ledger.runs()]))
         return
-    run_id = run_id_for(proj, run)
+    run_id = run or run_id_for(proj, None, latest_loop_kind(proj))
     record = proj.ledger.run(run_id)
     if record is None:
         fail(f"no run {run_id!r} in the ledger; `ratchet log PROJECT --runs` lists the runs")
@@ -115,10 +118,11 @@ def log_(project: Path = ProjectArg, run: str | None = typer.Option(None, help="
     console.print(table(f"run {run_id} ({record['status']})", LOG_COLUMNS, log_rows(proj.ledger, run_id)))
     for line in failure_notes(proj.ledger, run_id):  # which proposer failed, why, what it cost
         console.print(line, highlight=False, markup=False)
-    unseals = proj.ledger.events(run_id, "unseal")
-    test = summary.get("test")
-    last = f"; last: seed {test['seed']:.3f}, best {test['best']:.3f}" if test else ""
-    console.print(f"sealed test: unsealed {len(unseals)} time(s)" + last)
+    if record["kind"] == "evolve":  # a research run's seeds have no sealed split
+        unseals = proj.ledger.events(run_id, "unseal")
+        test = summary.get("test")
+        last = f"; last: seed {test['seed']:.3f}, best {test['best']:.3f}" if test else ""
+        console.print(f"sealed test: unsealed {len(unseals)} time(s)" + last)
     print_report(f"run {run_id}: seed vs best, paired on each split", summary.get("report"))
 
 

@@ -20,12 +20,11 @@ The loop itself is configured by [loop] and [guard] as for `ratchet evolve`.
 from __future__ import annotations
 
 import math
-import tomllib
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from ratchet.config import PROJECT_FILE, ConfigError, ProjectConfig, ResearchSection, validate_project
+from ratchet.config import ConfigError, ProjectConfig, ResearchSection, read_project_file, validate_project
 
 __all__ = ["ResearchProject", "ResearchSection", "load_research", "min_seeds", "parse_research"]
 
@@ -81,13 +80,5 @@ def parse_research(raw: dict[str, Any], root: Path, source: Path) -> ResearchPro
 
 def load_research(project_dir: str | Path) -> ResearchProject:
     """Read ratchet.toml (in a project dir, or the file itself) as a research project."""
-    path = Path(project_dir)
-    if path.is_dir():
-        path = path / PROJECT_FILE
-    if not path.exists():
-        raise ConfigError(f"{path}: no such file. A research project needs ratchet.toml with a [research] table.")
-    try:
-        raw = tomllib.loads(path.read_text())
-    except tomllib.TOMLDecodeError as e:
-        raise ConfigError(f"{path}: not valid TOML: {e}") from None
+    raw, path = read_project_file(project_dir, "A research project needs ratchet.toml with a [research] table.")
     return parse_research(raw, path.parent.resolve(), path)
