@@ -1,10 +1,12 @@
 """One generation of the lower tier's data flywheel with the recipe in params.toml; prints the gain.
 
-The upper tier (`ratchet research`) runs this once per seed. It samples, verifies, filters and trains
-as `ratchet flywheel` does (ratchet.flywheel.engine.Flywheel), then measures the trained model against
-the base model, paired, on the lower tier's dev tasks - or, for the upper tier's holdout trials
-(RATCHET_SPLIT=holdout), on the lower tier's holdout tasks, which the upper tier otherwise never sees.
-Prints {"gain": trained accuracy - base accuracy, ...}. Everything lives in this trial's private copy.
+The upper tier (`ratchet research`) runs this once per seed. It samples, verifies, filters, trains and
+decides as `ratchet flywheel` does (ratchet.flywheel.engine.Flywheel), then measures the trained model
+against the base model, paired (same tasks, same seeds), on the lower tier's holdout split: the split
+whose confirmation promotes a model down there. The upper tier's own holdout trials
+(RATCHET_SPLIT=holdout) measure it on the lower tier's test split instead, which no decision of either
+tier reads otherwise. Prints {"gain": trained accuracy - base accuracy, ...}; everything lives in this
+trial's private copy.
 """
 
 from __future__ import annotations
@@ -38,22 +40,19 @@ def recipe(base: dict, k: dict, size: dict, seed: int) -> dict:
 
 async def main() -> None:
     seed = int(os.environ.get("RATCHET_SEED", "0")) % 100_000
-    split = "holdout" if os.environ.get("RATCHET_SPLIT") == "holdout" else "dev"
+    split = "test" if os.environ.get("RATCHET_SPLIT") == "holdout" else "holdout"
     size_name = os.environ.get("TWOTIER_SIZE", "tiny")
     size = tomllib.loads((HERE / "sizes.toml").read_text())[size_name]
     project = open_project(HERE / "lower")
     fw = parse_flywheel(recipe(project.cfg.flywheel.to_json(), knobs(), size, seed))
     wheel = Flywheel(project, fw, on_event=lambda m: print(m, flush=True))
     try:
-        try:
-            summary = await wheel.run(generations=1)
-        except ValueError as e:
-            if not no_training_data(wheel):
-                raise
-            # the recipe yielded no verified example, so the flywheel trains nothing: the model is unchanged
-            print(json.dumps({"gain": 0.0, "split": split, "size": size_name, "note": str(e)}), flush=True)
-            return
+        summary = await wheel.run(generations=1)
         gen = summary.generations[-1]
+        if gen["status"] == "skipped":  # the recipe kept no training example: nothing trained, the model unchanged
+            print(json.dumps({"gain": 0.0, "split": split, "size": size_name,
+                              "note": (gen.get("decision") or {}).get("reason")}), flush=True)
+            return
         tasks = wheel.tasks[split]
         base = await wheel.evaluator(summary.base_model).evaluate(wheel.harness, tasks, split, fw.eval_epochs, seed)
         new = await wheel.evaluator(gen["candidate_model"]).evaluate(wheel.harness, tasks, split, fw.eval_epochs, seed)
@@ -63,13 +62,6 @@ async def main() -> None:
     print(json.dumps({"gain": round(new.mean - base.mean, 5), "base": base.mean, "trained": new.mean, "split": split,
                       "tasks": len(tasks), "size": size_name, "promoted_by_lower_tier": gen["status"] == "promoted",
                       "seconds": gen.get("seconds") or {}}), flush=True)
-
-
-def no_training_data(wheel: Flywheel) -> bool:
-    """Whether the generation that just failed had an empty training set (nothing verified and kept)."""
-    gen = wheel.store.generation(wheel.run_id, 1) or {}
-    sizes = (gen.get("counts") or {}).get("train_set") or {}
-    return gen.get("status") == "filtered" and not any(sizes.values())
 
 
 if __name__ == "__main__":
