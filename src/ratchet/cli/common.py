@@ -179,11 +179,16 @@ def candidate_id(proj, candidate: str, run: str | None) -> str:
         return row["id"]
     short = re.fullmatch(r"r?(\d+)([b-z]?)", candidate)  # r003, or r003b: a population round's second candidate
     if short:
-        run_id = run or run_id_for(proj, None, latest_loop_kind(proj))
+        run_id = loop_run_id(proj, run)
         full = f"{run_id}-r{int(short.group(1)):03d}{short.group(2)}"
         if proj.ledger.candidate(full) is not None:
             return full
     fail(f"no candidate {candidate!r}; `ratchet log PROJECT` lists them")
+
+
+def loop_run_id(proj, run: str | None) -> str:
+    """`run` when given, else the project's latest evolve or research run."""
+    return run or run_id_for(proj, None, latest_loop_kind(proj))
 
 
 def latest_loop_kind(proj) -> str:

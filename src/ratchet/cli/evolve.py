@@ -15,7 +15,7 @@ from ratchet.cli.common import (
     check_loop_options,
     fail,
     fixable,
-    latest_loop_kind,
+    loop_run_id,
     open_full,
     open_record,
     run_id_for,
@@ -110,7 +110,7 @@ def log_(project: Path = ProjectArg, run: str | None = typer.Option(None, help="
                               (r["summary"] or {}).get("best_dev", "-"), (r["summary"] or {}).get("unseals", 0)]
                              for r in proj.ledger.runs()]))
         return
-    run_id = run or run_id_for(proj, None, latest_loop_kind(proj))
+    run_id = loop_run_id(proj, run)
     record = proj.ledger.run(run_id)
     if record is None:
         fail(f"no run {run_id!r} in the ledger; `ratchet log PROJECT --runs` lists the runs")

@@ -205,15 +205,15 @@ class Flywheel:
                 current = done["candidate_model"] if done["status"] == "promoted" else current
                 tracker.generation_done(g)  # a no-op unless the tracker missed it before a stop
                 continue
-            why = control.budget_reason() or control.stop_reason()
-            if why:
-                status, reason, by_budget = "stopped", why, control.stop_reason() is None
+            budget = control.budget_reason()
+            if why := budget or control.stop_reason():
+                status, reason, by_budget = "stopped", why, budget is not None
                 break
             try:
                 current = await self.generation(g, current, control)
             except (EvalInterrupted, TrainInterrupted) as e:
-                by_budget = control.stop_reason() is None and control.budget_reason(rounds=False) is not None
-                status, reason = "stopped", f"{control.stop_reason() or control.budget_reason(rounds=False) or 'stopped'}: {e}"
+                stop, budget = control.stop_reason(), control.budget_reason(rounds=False)
+                status, reason, by_budget = "stopped", f"{stop or budget or 'stopped'}: {e}", stop is None and budget is not None
                 break
             control.usage.rounds = g
             ledger.update_run(run_id, summary={"usage": control.usage.to_json(), "current_model": current})
