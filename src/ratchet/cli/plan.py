@@ -10,7 +10,7 @@ from pathlib import Path
 import typer
 from rich.markup import escape
 
-from ratchet.cli.common import STOPPED, ProjectArg, ctrl_c_flag, fail, fixable, open_full
+from ratchet.cli.common import STOPPED, ProjectArg, RunOption, ctrl_c_flag, fail, fixable, open_full, run_id_for
 from ratchet.console import console, progress_bar, score_pm, table
 
 
@@ -24,6 +24,9 @@ def plan(
                                         "\\[loop] min_effect, or 0.15 when that is 0)."),
     limit: int | None = typer.Option(None, help="Score the seed on only the first N dev tasks (cheaper, rougher)."),
     output: Path | None = typer.Option(None, "--json", help="Write the plan as JSON here (default: .ratchet/plan.json)."),
+    check: bool = typer.Option(False, "--check", help="After a run: set the plan beside what the run's paired comparisons "
+                               "measured (the latest evolve run, or --run)."),
+    run: str | None = RunOption,
 ) -> None:
     """Estimate, from the seed's dev scores, the smallest gain each split detects with 80% power at \\[loop] alpha,
     and the tasks and epochs a given gain needs.
@@ -32,6 +35,9 @@ def plan(
     resumable and reused from the ledger, so planning first costs a run nothing. The noise of a paired
     difference comes from the seed's epoch-to-epoch variation (2 or more epochs) or, with one epoch, from a
     conservative binomial bound; the figures assume the gain is similar on every task (ratchet/power.py).
+    With --check, the spread of every paired comparison the run made (each round on dev, seed vs best on
+    holdout and test) is set beside the spread the plan predicted, and each split's detectable gain is
+    recomputed at the measured spread (ratchet/power_check.py).
     """
     from ratchet.evaluate import EvalInterrupted
     from ratchet.evolve import demos
@@ -44,6 +50,7 @@ def plan(
     if limit is not None and limit < 2:
         fail(f"--limit {limit}: the estimate needs at least 2 dev tasks")
     proj = open_full(project)
+    check_run = run_id_for(proj, run) if check else None  # before the seed is scored: a missing run fails fast
     with fixable():
         harness = load_harness(proj.cfg.harness_dir)
     if (offered := demos.offer_latest(proj, harness)) is not None:
@@ -85,7 +92,30 @@ def plan(
                          "n_tasks": noise.n_tasks, "epochs": noise.epochs},
                "seed_eval": result.eval_id, "alpha": loop.alpha, "power": POWER, "effect": gain,
                "splits": [p.to_json() for p in rows]}
+    if check_run:
+        payload["check"] = _check(proj, check_run, noise, rows, loop.alpha)
     out = output or proj.cfg.state_dir / "plan.json"
     out.parent.mkdir(parents=True, exist_ok=True)
     out.write_text(json.dumps(payload, indent=2) + "\n")
     console.print(f"wrote {out}")
+
+
+def _check(proj, run_id: str, noise, rows, alpha: float) -> dict:
+    """Print the plan beside what run `run_id` measured; return it for the JSON."""
+    from ratchet.evolve.plan import run_comparisons
+    from ratchet.power_check import check, split_checks, summary
+
+    checked = check(run_comparisons(proj, run_id), noise)
+    if not checked:
+        fail(f"run {run_id} made no paired comparison with 2 or more tasks yet; check again after its first round")
+    console.print(table(escape(f"{run_id}: each comparison's spread of per-task differences, measured vs planned"),
+                        ["comparison", "split", "tasks", "gain", "spread", "planned spread", "ratio"],
+                        [[escape(c.label[:60]), c.split, c.n, f"{c.delta:+.3f}", f"{c.sd:.3f}", f"{c.predicted_sd:.3f}",
+                          "-" if math.isinf(c.ratio) else f"{c.ratio:.2f}"] for c in checked]))
+    splits = split_checks(rows, checked, alpha)
+    console.print(table("detectable gain (80% power): planned vs at the measured spread",
+                        ["split", "tasks", "epochs", "planned", "measured", "from"],
+                        [[s.split, s.n, s.epochs, _effect(s.planned), _effect(s.measured), s.basis] for s in splits]))
+    if (line := summary(checked)) is not None:
+        console.print(line, highlight=False, markup=False)
+    return {"run": run_id, "comparisons": [c.to_json() for c in checked], "splits": [s.to_json() for s in splits]}
