@@ -117,6 +117,24 @@ def test_the_summary_holds_the_reconciled_report_and_the_unseal_adds_test(tmp_pa
     assert "unseal #1's seed" in log.output and after.sentences[-1][:40] in " ".join(log.output.split())
 
 
+def test_the_unseal_refuses_a_run_that_has_not_finished(tmp_path):
+    from typer.testing import CliRunner
+
+    from executor_fixture import scripted_project
+    from ratchet.cli import app
+    from ratchet.ledger import Ledger
+
+    root = scripted_project(tmp_path / "p", n_tasks=40)
+    outcome, proj = run_evolve(root, rounds=1)
+    Ledger(proj.cfg.ledger_url).update_run(outcome.run_id, status="running")  # as a crash or a live run leaves it
+    refused = CliRunner().invoke(app, ["test", str(root), "--unseal"])
+    assert refused.exit_code != 0 and "has not finished" in refused.output and "--resume" in refused.output
+    assert not Ledger(proj.cfg.ledger_url).events(outcome.run_id, "unseal")  # nothing was spent
+    forced = CliRunner().invoke(app, ["test", str(root), "--unseal", "--unfinished"])
+    assert forced.exit_code == 0, forced.output
+    assert len(Ledger(proj.cfg.ledger_url).events(outcome.run_id, "unseal")) == 1
+
+
 class _Killed(BaseException):
     """A crash the loop does not catch (as a SIGKILL would not be caught)."""
 

@@ -176,7 +176,9 @@ def adopt(project: Path = ProjectArg, candidate: str = typer.Argument("best", he
 
 def test_(project: Path = ProjectArg,
           unseal: bool = typer.Option(False, "--unseal", help="Really score the sealed test split (recorded)."),
-          run: str | None = typer.Option(None, help="Run id (default: the latest evolve run).")) -> None:
+          run: str | None = typer.Option(None, help="Run id (default: the latest evolve run)."),
+          unfinished: bool = typer.Option(False, "--unfinished", help="Unseal a run that has not finished (still "
+                                          "running, or ended by a crash) all the same.")) -> None:
     """Score the seed and the best harness of a run on the sealed test split. Every unseal is recorded.
 
     Both are scored on the same test tasks with the same seed; the paired test joins the run's closing report
@@ -188,6 +190,10 @@ def test_(project: Path = ProjectArg,
     previous = len(proj.ledger.events(run_id, "unseal"))
     if not unseal:
         fail(f"the test split is sealed (unsealed {previous} time(s) so far for {run_id}); pass --unseal to score it")
+    status = (proj.ledger.run(run_id) or {}).get("status")
+    if status == "running" and not unfinished:  # a look at the sealed split is spent on a best that may still move
+        fail(f"run {run_id} has not finished (status running: still in progress, or it ended on an error); finish it "
+             f"with `ratchet evolve {project} --resume`, or pass --unfinished to unseal its best so far (recorded)")
 
     async def go():
         try:
