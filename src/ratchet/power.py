@@ -115,11 +115,16 @@ def diff_sd(noise: Noise, effect: float, epochs: int) -> float:
 def power(effect: float, n: int, epochs: int, noise: Noise, alpha: float) -> float:
     """The probability that the paired test on n tasks x epochs rejects at alpha when the true gain is `effect`."""
     _check_alpha(alpha)
-    if n < min_units(alpha):
-        return 0.0
     if noise.binary and noise.mean + effect > 1.0 + 1e-12:
         return 0.0  # no accuracy above 100%
-    sd = diff_sd(noise, effect, epochs)
+    return power_at_sd(effect, n, diff_sd(noise, effect, epochs), alpha)
+
+
+def power_at_sd(effect: float, n: int, sd: float, alpha: float) -> float:
+    """The one-sided paired t-test's power on n tasks whose differences have standard deviation `sd` (0 below
+    `min_units`): P(T > t[1-alpha, n-1]), T noncentral t with noncentrality effect * sqrt(n) / sd."""
+    if n < min_units(alpha):
+        return 0.0
     if sd == 0.0:
         return 1.0 if effect > 0 else 0.0
     df = n - 1

@@ -18,10 +18,9 @@ import statistics
 from collections.abc import Sequence
 from dataclasses import dataclass
 
-from scipy import stats as sps
 from scipy.optimize import brentq
 
-from ratchet.power import POWER, Noise, SplitPlan, diff_sd, min_units
+from ratchet.power import POWER, Noise, SplitPlan, diff_sd, min_units, power_at_sd
 
 
 @dataclass(frozen=True)
@@ -93,13 +92,7 @@ def mde_at_sd(n: int, sd: float, alpha: float, target: float = POWER) -> float:
         return math.inf
     if sd <= 0:
         return 0.0
-    df = n - 1
-    crit = sps.t.ppf(1.0 - alpha, df)
-
-    def short(d: float) -> float:
-        return float(sps.nct.sf(crit, df, d * math.sqrt(n) / sd)) - target
-
-    return float(brentq(short, 1e-12, 100.0 * sd, xtol=1e-7))
+    return float(brentq(lambda d: power_at_sd(d, n, sd, alpha) - target, 1e-12, 100.0 * sd, xtol=1e-7))
 
 
 def split_checks(plans: Sequence[SplitPlan], checked: Sequence[Checked], alpha: float) -> list[SplitCheck]:

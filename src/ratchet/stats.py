@@ -19,7 +19,8 @@ hand-written matrix product took ~0.13 ms; there are a few such calls a round.
 from __future__ import annotations
 
 import math
-from collections.abc import Mapping, Sequence
+from collections.abc import Iterable, Mapping, Sequence
+from typing import Any
 
 import numpy as np
 from scipy import stats as sps
@@ -44,6 +45,15 @@ def _task_scores(scores: Mapping[str, Sequence[float]], what: str) -> dict[str, 
     if not scores:
         raise ValueError(f"{what} holds no tasks; evaluate at least one task")
     return {task: _finite_array(vals, f"{what}[{task!r}]") for task, vals in scores.items()}
+
+
+def score_table(rollouts: Iterable[Any]) -> dict[str, list[float]]:
+    """{task id: [score per epoch, in epoch order]} of scored rollouts (anything with task_id, epoch, score),
+    the table every statistic here takes; tasks in sorted order."""
+    table: dict[str, list[float]] = {}
+    for r in sorted(rollouts, key=lambda r: (r.task_id, r.epoch)):
+        table.setdefault(r.task_id, []).append(r.score)
+    return table
 
 
 def task_means(scores: Mapping[str, Sequence[float]], what: str = "scores") -> dict[str, float]:

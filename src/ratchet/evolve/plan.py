@@ -18,7 +18,7 @@ from ratchet.loop.record import Decision
 from ratchet.power import Noise, SplitPlan, noise_from_scores, plan_split, split_warnings
 from ratchet.power_check import Comparison
 from ratchet.project import Project
-from ratchet.stats import paired_differences
+from ratchet.stats import paired_differences, score_table
 
 CONFIRMING = ("holdout", "test")  # the splits a run's claims rest on: evolve warns about these
 
@@ -68,26 +68,20 @@ def run_comparisons(project: Project, run_id: str) -> list[Comparison]:
     """The paired comparisons a run made, for `ratchet plan --check`: every round's dev comparison (its
     per-task differences are in the decision) and the seed-vs-best rows of the closing report on holdout and
     test (their evaluations' rollouts are in the ledger)."""
-    ledger, epochs = project.ledger, project.cfg.loop.epochs
+    ledger, run = project.ledger, project.ledger.run(run_id) or {}
+    epochs = ((run.get("config") or {}).get("loop") or {}).get("epochs") or project.cfg.loop.epochs  # the run's own
     out = []
     for cand in sorted(ledger.candidates(run_id), key=lambda c: (c["round"], c["id"])):
         decision = Decision.read(cand["decision"])
         if decision.dev is not None and decision.per_task:
             out.append(Comparison(f"round {cand['round']}: {cand['summary']}", "dev",
                                   tuple(decision.per_task.values()), epochs))
-    report = Report.from_json(((ledger.run(run_id) or {}).get("summary") or {}).get("report"))
+    report = Report.from_json((run.get("summary") or {}).get("report"))
     for row in report.rows if report else []:
         ids = row.eval_ids or {}
         if row.split == "dev" or not (ids.get("seed") and ids.get("best")) or ids["seed"] == ids["best"]:
             continue
-        seed, best = (_scores(ledger.rollouts(ids[side])) for side in ("seed", "best"))
+        seed, best = (score_table(ledger.rollouts(ids[side])) for side in ("seed", "best"))
         diffs = paired_differences(seed, best)
         out.append(Comparison(f"seed vs best ({row.measured_with})", row.split, tuple(diffs.values()), row.epochs))
     return out
-
-
-def _scores(rollouts) -> dict[str, list[float]]:
-    table: dict[str, list[float]] = {}
-    for tr in sorted(rollouts, key=lambda t: (t.task_id, t.epoch)):
-        table.setdefault(tr.task_id, []).append(tr.score)
-    return table

@@ -26,7 +26,7 @@ from ratchet.evaluate import Evaluator
 from ratchet.ledger import Ledger
 from ratchet.ledger import schema as s
 from ratchet.loop.record import Decision
-from ratchet.stats import clustered_mean_se
+from ratchet.stats import clustered_mean_se, score_table
 from ratchet.types import Trajectory
 
 FORMATS = ("eval", "json")
@@ -229,9 +229,7 @@ def build_eval_log(row: dict[str, Any], rollouts: list[Trajectory], view: SuiteV
     model = inspect_model_name(row["model"])
     rollouts = sorted(rollouts, key=lambda t: (t.epoch, t.task_id))
     samples = [_sample(t, view, model) for t in rollouts]
-    scores: dict[str, list[float]] = {}
-    for t in rollouts:
-        scores.setdefault(t.task_id, []).append(t.score)
+    scores = score_table(rollouts)
     mean, se = clustered_mean_se(scores) if scores else (0.0, 0.0)
     metrics = {"accuracy": EvalMetric(name="accuracy", value=mean),
                "stderr": EvalMetric(name="stderr", value=se, metadata={"clustered_by": "task"})}
