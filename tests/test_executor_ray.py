@@ -8,6 +8,7 @@ import re
 import signal
 import subprocess
 import sys
+import tempfile
 import time
 from pathlib import Path
 
@@ -31,7 +32,7 @@ MIXED = "def solve(task, ctx):\n    return ctx.llm(task.input, temperature=0.9 i
 
 @pytest.fixture(scope="module")
 def cluster():
-    ray.init(num_cpus=2, include_dashboard=False, log_to_driver=False, logging_level="ERROR")
+    ray.init(address="local", num_cpus=2, include_dashboard=False, log_to_driver=False, logging_level="ERROR")
     yield
     ray.shutdown()
 
@@ -166,7 +167,10 @@ def evolve_population_2_through_ray_decides_as_the_local_executor_does(tmp_path)
 
 def test_sigkill_of_ratchet_leaves_no_ray_process(tmp_path):
     """The local cluster a run starts is under the process guard: a SIGKILL of ratchet takes all of it along
-    (ray.init()'s own cluster left two agent processes for about a minute)."""
+    (ray.init()'s own cluster left two agent processes for about a minute), and leaves no pointer to itself in
+    /tmp/ray for a later plain ray.init() to join."""
+    pointer = Path(tempfile.gettempdir()) / "ray" / "ray_current_cluster"  # what a plain ray.init() joins
+    before = pointer.read_text() if pointer.exists() else None
     root = scripted_project(tmp_path / "p", n_tasks=30, executor='kind = "ray"\nnum_cpus = 2')
     (root / "reply.py").write_text("import time\n" + ARITH_REPLY.replace("def reply(messages, params):\n",
                                                                          "def reply(messages, params):\n    time.sleep(2)\n"))
@@ -189,3 +193,5 @@ def test_sigkill_of_ratchet_leaves_no_ray_process(tmp_path):
         time.sleep(0.5)
     left = alive(tree)
     assert not left, f"left behind after 30 s: {[cmdline(p)[:100] for p in left]}"
+    after = pointer.read_text() if pointer.exists() else None
+    assert after == before, "the run's Ray head pointed this machine's ray.init() at itself, and is now gone"

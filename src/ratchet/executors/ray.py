@@ -152,8 +152,11 @@ def start_local_head(num_cpus: int) -> LocalHead:
     port = free_port()
     log_dir = Path(tempfile.gettempdir()) / "ratchet-ray"
     log_dir.mkdir(exist_ok=True)
+    # a temp dir of its own: `ray start` records its address in the temp dir's `ray_current_cluster`, and
+    # a later plain `ray.init()` on this machine (a user's, a test's) would try to join that dead cluster
+    temp_dir = log_dir / f"head-{port}"
     command = [ray_bin, "start", "--head", "--block", f"--port={port}", f"--num-cpus={num_cpus}",
-               "--include-dashboard=false", "--disable-usage-stats"]
+               f"--temp-dir={temp_dir}", "--include-dashboard=false", "--disable-usage-stats"]
     env = {**os.environ, "RAY_USAGE_STATS_ENABLED": "0"}
     return LocalHead(f"127.0.0.1:{port}", Guarded(command, str(log_dir / f"head-{port}.log"), env, grace_s=10.0))
 
