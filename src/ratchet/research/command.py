@@ -95,7 +95,7 @@ def trial_env(spec: ResearchSection, seed: int, split: str, unit: str) -> dict[s
 
 def trial_limits(spec: ResearchSection, cores: int | None = None) -> SandboxLimits:
     """The trial's box: [research]'s limits, and the device nodes of the GPUs it was given (Ray sets
-    CUDA_VISIBLE_DEVICES for a trial's num_gpus), which also lifts the address-space limit (sandbox.py)."""
+    CUDA_VISIBLE_DEVICES for a trial's num_gpus), which also lifts the address-space limit (sandbox/command.py)."""
     cpu_s = spec.cpu_s or math.ceil(spec.budget_s * (cores or os.cpu_count() or 1)) + 30
     return SandboxLimits(memory_mb=spec.memory_mb, cpu_s=cpu_s, max_procs=spec.max_procs, file_mb=spec.file_mb,
                          output_kb=spec.output_kb, wall_s=spec.budget_s,

@@ -144,7 +144,7 @@ class HumanEvalSuite:
         records.append({"timeout_s": self.timeout_s})
         import ratchet.sandbox
 
-        return fingerprint_of(records, [Path(__file__), Path(ratchet.sandbox.__file__)])
+        return fingerprint_of(records, [Path(__file__), *Path(ratchet.sandbox.__file__).parent.glob("*.py")])
 
     def _problem(self, task_id: str) -> dict[str, Any]:
         try:
