@@ -83,24 +83,20 @@ def _enter_empty_net_namespace(uid: int, gid: int) -> None:
                 f.write(text)
 
 
-_probe_cache: dict[str, bool] = {}
-
-
+@functools.cache
 def bwrap_works() -> bool:
     """Run `python -c pass` in a real bwrap sandbox once per process; cache the answer."""
-    if "bwrap" not in _probe_cache:
-        ok = False
-        if os.access(BWRAP, os.X_OK):
-            workdir = Path(tempfile.mkdtemp(prefix="ratchet-probe-"))
-            try:
-                cmd = bwrap_argv([sys.executable, "-c", "pass"], workdir, (), base_env(INSIDE_WORKDIR), 1, fresh_uid())
-                ok = subprocess.run(cmd, capture_output=True, timeout=30).returncode == 0
-            except (OSError, subprocess.SubprocessError):
-                ok = False
-            finally:
-                shutil.rmtree(workdir, ignore_errors=True)
-        _probe_cache["bwrap"] = ok
-    return _probe_cache["bwrap"]
+    if not os.access(BWRAP, os.X_OK):
+        return False
+    workdir, uid = Path(tempfile.mkdtemp(prefix="ratchet-probe-")), fresh_uid()
+    try:
+        cmd = bwrap_argv([sys.executable, "-c", "pass"], workdir, (), base_env(INSIDE_WORKDIR), 1, uid)
+        return subprocess.run(cmd, capture_output=True, timeout=30).returncode == 0
+    except (OSError, subprocess.SubprocessError):
+        return False
+    finally:
+        shutil.rmtree(workdir, ignore_errors=True)
+        release_uid(uid)
 
 
 _uids_in_use: set[int] = set()
