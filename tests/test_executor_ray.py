@@ -8,7 +8,6 @@ import re
 import signal
 import subprocess
 import sys
-import tempfile
 import time
 from pathlib import Path
 
@@ -169,7 +168,7 @@ def test_sigkill_of_ratchet_leaves_no_ray_process(tmp_path):
     """The local cluster a run starts is under the process guard: a SIGKILL of ratchet takes all of it along
     (ray.init()'s own cluster left two agent processes for about a minute), and leaves no pointer to itself in
     /tmp/ray for a later plain ray.init() to join."""
-    pointer = Path(tempfile.gettempdir()) / "ray" / "ray_current_cluster"  # what a plain ray.init() joins
+    pointer = Path(ray._private.utils.get_ray_address_file(None))  # what a plain ray.init() joins (Ray's own lookup)
     before = pointer.read_text() if pointer.exists() else None
     root = scripted_project(tmp_path / "p", n_tasks=30, executor='kind = "ray"\nnum_cpus = 2')
     (root / "reply.py").write_text("import time\n" + ARITH_REPLY.replace("def reply(messages, params):\n",
