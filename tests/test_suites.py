@@ -4,12 +4,15 @@ from __future__ import annotations
 
 import asyncio
 import json
+import os
+import subprocess
+import sys
 from pathlib import Path
 
 import pytest
 
 from ratchet.config import ConfigError, SplitFractions, SuiteSection
-from ratchet.suites import build_suite, fingerprint_of, tasks_for_split
+from ratchet.suites import build_suite, fingerprint_of, reasoning_gym_entries, tasks_for_split
 from ratchet.suites.base import SPLITS, Suite
 from ratchet.suites.jsonl import JsonlSuite
 from ratchet.suites.matching import extract_final_answer, matches
@@ -245,6 +248,36 @@ def test_reasoning_gym_config_errors_are_clear() -> None:
         ReasoningGymSuite("basic_arithmetc", size=3)
     with pytest.raises(ConfigError, match="not valid"):
         ReasoningGymSuite("basic_arithmetic", size=3, config={"no_such_option": 1})
+
+
+_PRINT_ISOMORPHIC_TASKS = (
+    "import json; from ratchet.suites.reasoning_gym import ReasoningGymSuite; "
+    "s = ReasoningGymSuite('isomorphic_strings', size=12, seed=7); "
+    "print(json.dumps([s.fingerprint(), [t.input for t in s.tasks()]]))"
+)
+
+
+def test_reasoning_gym_tasks_do_not_depend_on_the_hash_seed(tmp_path: Path) -> None:
+    # isomorphic_strings draws from a set: in-process generation differs per PYTHONHASHSEED
+    seen = []
+    for hash_seed in ("1", "2"):
+        env = {**os.environ, "PYTHONHASHSEED": hash_seed, "RATCHET_CACHE": str(tmp_path / hash_seed)}
+        done = subprocess.run([sys.executable, "-c", _PRINT_ISOMORPHIC_TASKS], env=env, capture_output=True,
+                              text=True, check=True)
+        seen.append(json.loads(done.stdout))
+    assert seen[0] == seen[1]
+    assert list((tmp_path / "1" / "suites" / "reasoning_gym").glob("isomorphic_strings-*.pickle"))
+
+
+def test_reasoning_gym_entry_cache_is_rebuilt_when_unreadable(tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
+                                                              arithmetic: ReasoningGymSuite) -> None:
+    monkeypatch.setattr(reasoning_gym_entries, "_hashes_like_the_child", lambda: False)  # the cached path
+    monkeypatch.setenv("RATCHET_CACHE", str(tmp_path))
+    ReasoningGymSuite("basic_arithmetic", size=20, seed=7, config=ARITH)
+    [cached] = (tmp_path / "suites" / "reasoning_gym").glob("*.pickle")
+    cached.write_bytes(b"not a pickle")
+    again = ReasoningGymSuite("basic_arithmetic", size=20, seed=7, config=ARITH)
+    assert again.fingerprint() == arithmetic.fingerprint()
 
 
 # -- build_suite ------------------------------------------------------------------------------------

@@ -57,7 +57,8 @@ def _decode(data: bytes, truncated: bool, cap_kb: int) -> str:
 class Sandbox:
     def __init__(self, limits: SandboxLimits = SandboxLimits(), backend: str = "auto",
                  hide: Sequence[Path] | None = None, network: bool = False) -> None:
-        """`hide`: dirs masked inside the sandbox; None means the gold-answer packages (GOLD_PACKAGES).
+        """`hide`: dirs masked inside the sandbox; None means the gold-answer packages (GOLD_PACKAGES) and
+        the cache of generated suite entries.
         `ratchet research` passes () only when a project sets [research] hide_gold_packages = false.
         `network`: keep the host's network (only `[loop.command] network = true` asks for it)."""
         self.hide, self.network = hide, network

@@ -183,7 +183,7 @@ def bwrap_argv(
         cmd += ["--ro-bind", str(src), str(src)]
         bound.add(src)
     for secret in hide:  # mounted after the binds, so the empty tmpfs covers what they exposed
-        if visible(Path(secret)):
+        if visible(Path(secret)) and Path(secret).is_dir():  # a read-only bind has no room for a new mountpoint
             cmd += ["--tmpfs", str(secret)]
     cmd += ["--bind", str(workdir), INSIDE_WORKDIR, "--chdir", INSIDE_WORKDIR]
     for key, value in env.items():

@@ -104,7 +104,11 @@ _uids_in_use: set[int] = set()
 
 @functools.lru_cache(maxsize=1)
 def hidden_dirs() -> tuple[Path, ...]:
-    return tuple(gold_package_dirs())
+    """The gold-answer packages, and the cache of generated suite entries (golds included) in case a
+    `$RATCHET_CACHE` under a bound prefix would expose it."""
+    from ratchet.models.gguf import cache_root
+
+    return (*gold_package_dirs(), cache_root() / "suites")
 
 
 def fresh_uid() -> int | None:

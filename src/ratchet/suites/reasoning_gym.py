@@ -3,6 +3,7 @@
 The dataset's own `score_answer` is the verifier. A reply is first reduced to its final answer
 (`matching.extract_final_answer`), so a model that explains itself is scored on what it concluded
 rather than penalised for the explanation (the raw reply still counts when it is exactly right).
+The tasks are the same in every process whatever its hash seed (`reasoning_gym_entries`).
 
 A config the 135M model can do sometimes but not always (for the arithmetic example):
 dataset = "basic_arithmetic", config = {min_terms = 2, max_terms = 2, min_digits = 1, max_digits = 2,
@@ -19,6 +20,7 @@ from typing import Any
 
 from ratchet.suites import fingerprint_of
 from ratchet.suites.matching import extract_final_answer, looks_numeric
+from ratchet.suites.reasoning_gym_entries import dataset_entries
 from ratchet.types import Score, Task
 
 
@@ -41,11 +43,11 @@ class ReasoningGymSuite:
         self.name = name or dataset
         self.size, self.seed = size, seed
         self.reveal_gold_in_feedback = reveal_gold_in_feedback
+        # built here for its scorer and to check the config; the entries come from a hash-seed-fixed process
         self._dataset = _create_dataset(dataset, size, seed, dict(config or {}))
         self._tasks: list[Task] = []
         self._entries: dict[str, dict[str, Any]] = {}  # id -> the dataset entry, gold included; never shown
-        for index in range(size):
-            entry = self._dataset[index]
+        for index, entry in enumerate(dataset_entries(dataset, size, seed, dict(config or {}))):
             task_id = task_id_of(dataset, seed, index)
             answer = "" if entry.get("answer") is None else str(entry["answer"])
             self._entries[task_id] = entry
