@@ -112,3 +112,30 @@ def test_thresholdout_answers_agreement_with_the_dev_value():
     th = Thresholdout(budget=10, threshold=0.05, noise_scale=0.001, seed=1)
     answer, overflowed = th.query(dev_value=0.30, holdout_value=0.29)
     assert (answer, overflowed) == (0.30, False) and th.budget_left == 10
+
+
+def test_compare_scores_the_parent_on_the_first_slice_until_the_candidate_survives_it():
+    import asyncio
+
+    from ratchet.config import LoopSection
+    from ratchet.loop.compare import compare_dev
+    from ratchet.loop.record import CandidateStatus
+
+    units = [f"t{i}" for i in range(20)]
+    loop = LoopSection(slice_fraction=0.4, epochs=1)
+
+    def run(candidate_score: float) -> tuple[CandidateStatus, list[tuple[str, int]]]:
+        asked: list[tuple[str, int]] = []
+
+        async def score(side, split, wanted):
+            asked.append((side, len(wanted)))
+            value = 1.0 if side == "parent" else candidate_score
+            return {u: [value] for u in wanted}
+
+        out = asyncio.run(compare_dev(score, units, loop, seed=0))
+        return out.status, asked
+
+    status, asked = run(0.0)  # clearly worse: stopped on the slice, the parent never scored beyond it
+    assert status == CandidateStatus.REJECTED and asked == [("parent", 8), ("candidate", 8)]
+    status, asked = run(1.0)  # not worse on the slice: both sides on all of dev
+    assert asked == [("parent", 8), ("candidate", 8), ("parent", 20), ("candidate", 20)]

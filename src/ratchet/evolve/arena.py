@@ -41,8 +41,8 @@ class HarnessArena:
         result = await self.project.evaluator.evaluate(
             harness, tasks, split, epochs, self.project.cfg.eval.seed + seed, run_id=run_id, candidate_id=candidate_id,
             progress=progress, should_stop=should_stop, on_rollout=on_rollout)
-        if split == "dev":
-            self._last[(commit, split)] = result
+        if split == "dev" and len(result.trajectories) >= len(getattr(self._last.get((commit, split)), "trajectories", ())):
+            self._last[(commit, split)] = result  # a first slice does not hide the failures of a whole dev run
         cost = {"rollouts": result.n_rollouts - result.reused, "tokens": result.tokens, "seconds": result.seconds,
                 "eval_id": result.eval_id, "mean": result.mean, "se": result.se}
         return result.scores, cost

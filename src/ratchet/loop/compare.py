@@ -2,7 +2,8 @@
 
 evolve, research and the flywheel's promotion all decide through `compare`: it asks a score
 function for the score tables it needs, in order, and stops asking as soon as the answer is known,
-so a clearly worse candidate costs only its first slice and holdout is spent only on a dev win.
+so a clearly worse candidate costs only the first slice (its own and its parent's) and holdout is spent only
+on a dev win.
 It knows nothing of harnesses, commands or models: a tier passes a function that scores the parent
 or the candidate on a split's units.
 """
@@ -62,13 +63,16 @@ async def compare_dev(score: ScoreFn, dev_units: Sequence[str], loop: LoopSectio
     """The dev part: first slice, then all of dev. Status EVALUATING means dev accepted and holdout is next
     (a population round first corrects the dev decisions of its candidates for their number: loop/population.py)."""
     decision = decision or Decision()
-    parent_dev = await score("parent", "dev", dev_units)
     first = slice_units(dev_units, loop.slice_fraction)
+    # both sides on the first slice only: a candidate stopped there costs the parent no more than the slice;
+    # scoring all of dev afterwards reuses the slice's rollouts from the ledger
+    parent_slice = await score("parent", "dev", first)
     cand_slice = await score("candidate", "dev", first)
-    early = decide_slice({u: parent_dev[u] for u in first}, cand_slice)
+    early = decide_slice(parent_slice, cand_slice)
     if early is not None:
         decision.slice, decision.final, decision.reason = early, "rejected", early.reason
         return Outcome(CandidateStatus.REJECTED, decision, cand_slice)
+    parent_dev = await score("parent", "dev", dev_units)
     cand_dev = await score("candidate", "dev", dev_units)
     decision.dev = decide_dev(parent_dev, cand_dev, loop.alpha, loop.min_effect, seed=seed)
     decision.per_task = per_task_diffs(parent_dev, cand_dev)

@@ -82,7 +82,8 @@ class CommandArena:
         for r in fresh:
             done[(r.unit, r.epoch)] = self._trajectory(r)
         scores: Scores = {u: [done[(u, e)].score for e in range(epochs)] for u in units}
-        if split == "dev":
+        if split == "dev" and len(units) * epochs >= len(self._last_dev.get(commit, ())):
+            # a first slice does not hide the trials of a whole dev run
             self._last_dev[commit] = [self._trial_of(done[(u, e)], split) for u in units for e in range(epochs)]
         if set(units) >= set(self.units(split)):
             values = [s for v in scores.values() for s in v]
