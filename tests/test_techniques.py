@@ -55,15 +55,6 @@ def test_majority_vote():
     assert T.normalize("1,000") == "1000" and T.normalize(" Two  Words. ") == "two words"
 
 
-def test_whole_replies_vote_by_what_they_conclude():
-    # extract = "raw": the vote must still find the answer most replies reach, and return that reply whole
-    replies = ["Let me add: 12 + 5 = 17.", "12 plus 5 gives 18", "The sum is 17", "Answer: 17 apples"]
-    assert T.majority(replies) == "Let me add: 12 + 5 = 17."
-    assert T.majority(["so \\boxed{4}, not 5", "I get 5", "4"]) == "so \\boxed{4}, not 5"
-    assert T.majority(["Answer: Yes, because all A are B", "answer: yes, because all A are B."]).startswith("Answer")
-    assert T.majority(["No. Every cat is ...", "Yes. Some ..."]) == "No. Every cat is ..."  # nothing agrees: first
-
-
 class VaryingModel:
     """Sample k of a call answers `replies[k]`; after a format complaint, answers `fixed`."""
 

@@ -65,26 +65,13 @@ def normalize(answer):
     return str(int(value)) if value.is_integer() and abs(value) < 1e15 else repr(value)
 
 
-def vote_key(answer):
-    """What a vote compares an answer by: the last \\boxed{}, else what follows the last 'Answer:', else the
-    last number, else the whole text. Whole replies (extract = "raw") thus agree when they conclude alike,
-    where compared whole they would almost never agree and the vote would return the first reply."""
-    text = str(answer)
-    for strategy in ("boxed", "marker", "last_number"):
-        found = extract(text, strategy)
-        if found is not None:
-            return normalize(found)
-    return normalize(text)
-
-
 def majority(answers):
-    """The most common answer (compared by `vote_key`; ties go to the first seen) as it was written, or None
-    if there is none."""
+    """The most common answer (compared after `normalize`; ties go to the first seen), or None if there is none."""
     counts, first = {}, {}
     for a in answers:
         if a is None or not str(a).strip():
             continue
-        key = vote_key(a)
+        key = normalize(a)
         counts[key] = counts.get(key, 0) + 1
         first.setdefault(key, a)
     if not counts:
