@@ -14,14 +14,13 @@ from __future__ import annotations
 
 import dataclasses
 import math
-import os
-import tempfile
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
+from ratchet.atomic_file import write_atomically
 from ratchet.ledger import Ledger
 from ratchet.loop.bm25 import bm25_scores, tokenize
 from ratchet.loop.decision import DecisionStats
@@ -122,16 +121,7 @@ def render_memory_md(lessons: Sequence[Lesson]) -> str:
 
 def write_memory_md(path: str | Path, lessons: Sequence[Lesson]) -> None:
     """Write memory.md atomically: readers see the old file or the new one, never half of one."""
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-    try:
-        with os.fdopen(fd, "w", encoding="utf-8") as f:
-            f.write(render_memory_md(lessons))
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
+    write_atomically(Path(path), render_memory_md(lessons).encode("utf-8"))
 
 
 def relevance(lesson: Lesson, failure_summary: Mapping[str, int]) -> float:

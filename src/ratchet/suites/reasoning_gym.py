@@ -47,7 +47,7 @@ class ReasoningGymSuite:
         self._dataset = _create_dataset(dataset, size, seed, dict(config or {}))
         self._tasks: list[Task] = []
         self._entries: dict[str, dict[str, Any]] = {}  # id -> the dataset entry, gold included; never shown
-        for index, entry in enumerate(dataset_entries(dataset, size, seed, dict(config or {}))):
+        for index, entry in enumerate(dataset_entries(self._dataset, dataset, size, seed, dict(config or {}))):
             task_id = task_id_of(dataset, seed, index)
             answer = "" if entry.get("answer") is None else str(entry["answer"])
             self._entries[task_id] = entry

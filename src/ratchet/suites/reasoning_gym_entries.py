@@ -20,26 +20,27 @@ import os
 import pickle
 import subprocess
 import sys
-import tempfile
 from importlib.metadata import version
 from pathlib import Path
 from typing import Any
+
+from ratchet.atomic_file import write_atomically
 
 # bump when what the child writes changes, so older cache files are not read
 _FORMAT = 1
 
 
-def dataset_entries(dataset: str, size: int, seed: int, config: dict[str, Any]) -> list[dict[str, Any]]:
-    """The `size` entries of a reasoning-gym dataset as a `PYTHONHASHSEED=0` interpreter generates them."""
-    request = {"dataset": dataset, "size": size, "seed": seed, "config": config}
+def dataset_entries(built: Any, dataset: str, size: int, seed: int, config: dict[str, Any]) -> list[dict[str, Any]]:
+    """The `size` entries of a reasoning-gym dataset as a `PYTHONHASHSEED=0` interpreter generates them.
+    `built`: that dataset as this process made it, read directly when this process hashes like the child."""
     if _hashes_like_the_child():
-        return _generate(request)
+        return _entries_of(built, size)
+    request = {"dataset": dataset, "size": size, "seed": seed, "config": config}
     path = _cache_path(request)
     try:
         return _read(path)
     except (OSError, EOFError, pickle.UnpicklingError):
         pass
-    path.parent.mkdir(parents=True, exist_ok=True)
     _generate_in_child(request, path)
     return _read(path)
 
@@ -84,22 +85,15 @@ def _generate(request: dict[str, Any]) -> list[dict[str, Any]]:
     data = reasoning_gym.create_dataset(
         request["dataset"], size=request["size"], seed=request["seed"], **request["config"]
     )
-    return [data[index] for index in range(request["size"])]
+    return _entries_of(data, request["size"])
 
 
-def _write_atomically(entries: list[dict[str, Any]], path: Path) -> None:
-    # a reader never sees half a file: two runs that start together both write, and the last rename wins
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=path.name, suffix=".tmp")
-    try:
-        with os.fdopen(fd, "wb") as f:
-            pickle.dump(entries, f, protocol=pickle.HIGHEST_PROTOCOL)
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
+def _entries_of(data: Any, size: int) -> list[dict[str, Any]]:
+    return [data[index] for index in range(size)]
 
 
 if __name__ == "__main__":
     if sys.flags.hash_randomization != 0:
         sys.exit("run with PYTHONHASHSEED=0: the entries must not depend on this process's string hashing")
-    _write_atomically(_generate(json.loads(sys.stdin.read())), Path(sys.argv[1]))
+    entries = _generate(json.loads(sys.stdin.read()))
+    write_atomically(Path(sys.argv[1]), pickle.dumps(entries, protocol=pickle.HIGHEST_PROTOCOL))
