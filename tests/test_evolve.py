@@ -167,3 +167,21 @@ def test_a_crash_right_after_a_lesson_resumes_to_the_uninterrupted_run(tmp_path,
     rows = Ledger(proj.cfg.ledger_url).candidates(resumed.run_id)
     assert [(c["round"], c["rationale"], c["status"]) for c in rows] == \
         [(c["round"], c["rationale"], c["status"]) for c in ref_rows]
+
+
+def test_a_resume_moves_a_branch_left_behind_the_best_ref(tmp_path):
+    """Before the ref move was one transaction, a kill between the best ref's update and the branch's left
+    the branch on the old best, and a resume that checked only the best ref never moved it."""
+    from ratchet.ledger import Ledger
+    from ratchet.loop.gitrepo import CandidateRepo
+
+    root = make_project_dir(tmp_path / "p")
+    outcome, proj = run_evolve(root, rounds=3)
+    repo = CandidateRepo(root / "harness", outcome.run_id, state_dir=root / ".ratchet")
+    best, seed = repo.best(), repo.seed()
+    assert best != seed, "the fake loop keeps a change by round 3"
+    subprocess.run(["git", "update-ref", repo.branch_ref, seed], cwd=root / "harness", check=True)
+    assert not repo.best_is(best)
+    run_evolve(root, rounds=4, resume=True)
+    rows = Ledger(proj.cfg.ledger_url).candidates(outcome.run_id, status="accepted")
+    assert repo.best_is(repo.best()) and repo.best() in {c["commit"] for c in rows}

@@ -97,7 +97,7 @@ class LoopEngine:
             scores = await self._dev_scores(row["commit"], row["id"], self.eval_seed(row["round"]))
             self.archive.append(arch.Member(row["id"], row["commit"], scores))
         best = arch.best(self.archive)
-        if self.repo.best() != best.commit:  # a kill between the ledger write and the ref move
+        if not self.repo.best_is(best.commit):  # a kill between the ledger write and the ref move
             self.repo.move_best(best.commit)
         # Counted as of the last observed round: a round decided but not yet observed before a kill is
         # observed (and counted) again when it resumes, so counting it here too would count it twice.

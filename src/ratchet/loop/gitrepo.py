@@ -218,10 +218,16 @@ class CandidateRepo:
         return sha
 
     def move_best(self, commit: str) -> None:
-        """Point the run's best ref and run branch at `commit`."""
+        """Point the run's best ref and run branch at `commit`, both or neither (one ref transaction), so a
+        kill can never leave the branch behind a best ref that a resume then sees as already moved."""
         sha = self._resolve(commit)
-        self._update_ref(self.best_ref, sha)
-        self._update_ref(self.branch_ref, sha)
+        moves = f"start\nupdate {self.best_ref} {sha}\nupdate {self.branch_ref} {sha}\ncommit\n"
+        self._git("update-ref", "-m", f"ratchet {self.run_id}", "--stdin", input=moves.encode())
+
+    def best_is(self, commit: str) -> bool:
+        """Whether both the best ref and the run branch point at `commit`."""
+        sha = self._resolve(commit)
+        return self._rev(self.best_ref) == sha and self._rev(self.branch_ref) == sha
 
     # --- candidates ----------------------------------------------------------------------------
     def _next_candidate_number(self) -> int:
