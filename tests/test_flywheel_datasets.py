@@ -4,7 +4,16 @@ import json
 
 import pytest
 
-from ratchet.flywheel.datasets import PAIR, SFT, Example, Provenance, dataset_hash, export, mix_generations
+from ratchet.flywheel.datasets import (
+    PAIR,
+    SFT,
+    Example,
+    Provenance,
+    dataset_hash,
+    export,
+    mix_generations,
+    training_mix,
+)
 
 
 def ex(task: str, gen: int = 1, epoch: int = 0, kind: str = SFT, reply: str = "4") -> Example:
@@ -32,6 +41,17 @@ def test_mix_keeps_all_fresh_and_old_at_the_ratio():
     assert mix_generations(fresh, old, 0.5, seed=1) == mix_generations(fresh, old, 0.5, seed=1)
     with pytest.raises(ValueError):
         mix_generations(fresh, old, 0.0, seed=0)
+
+
+def test_training_mix_takes_the_generations_fresh_data_and_the_kinds_its_method_trains_on():
+    kept = [(1, ex(f"o{i}", gen=1)) for i in range(6)] + [(2, ex(f"f{i}", gen=2)) for i in range(3)]
+    kept += [(2, ex("p", gen=2, kind=PAIR)), (3, ex("later", gen=3))]
+    sft, pairs, stats = training_mix(kept, 2, 0.5, seed=0, method="both")
+    assert {e.provenance.task_id for e in sft} >= {"f0", "f1", "f2"} and len(sft) == 6  # 3 fresh + 3 old
+    assert "later" not in {e.provenance.task_id for e in sft}  # a later generation's data is not g's to train on
+    assert [e.provenance.task_id for e in pairs] == ["p"]
+    assert stats == {"sft_fresh": 3, "sft_old": 3, "pairs_fresh": 1, "pairs_old": 0}
+    assert training_mix(kept, 2, 0.5, seed=0, method="sft")[1] == [] and training_mix(kept, 2, 0.5, 0, "dpo")[0] == []
 
 
 def test_dataset_hash_is_order_free_and_content_sensitive():

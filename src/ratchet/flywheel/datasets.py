@@ -147,6 +147,20 @@ def mix_generations(fresh: Sequence[Example], old: Sequence[Example], fresh_rati
     return sorted([*fresh, *chosen_old], key=lambda e: e.id)
 
 
+def training_mix(kept: Sequence[tuple[int, Example]], g: int, fresh_ratio: float, seed: int,
+                 method: str) -> tuple[list[Example], list[Example], dict[str, int]]:
+    """Generation g's SFT and pair sets from the run's kept (generation, example)s: g's fresh examples plus
+    earlier generations' at `fresh_ratio` (mix_generations), each kind only when `method` trains on it."""
+    out: dict[str, list[Example]] = {}
+    stats: dict[str, int] = {}
+    for kind, label in ((SFT, "sft"), (PAIR, "pairs")):
+        fresh = [e for gen, e in kept if gen == g and e.kind == kind]
+        old = [e for gen, e in kept if gen < g and e.kind == kind]
+        out[kind] = mix_generations(fresh, old, fresh_ratio, seed=seed + g)
+        stats[f"{label}_fresh"], stats[f"{label}_old"] = len(fresh), len(out[kind]) - len(fresh)
+    return (out[SFT] if method in ("sft", "both") else [], out[PAIR] if method in ("dpo", "both") else [], stats)
+
+
 def dataset_hash(examples: Iterable[Example]) -> str:
     """A content hash of a training set (order-free): names the data a model was trained on."""
     h = hashlib.sha256()

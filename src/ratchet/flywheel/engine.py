@@ -21,7 +21,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from ratchet.config import ConfigError, ModelSection
+from ratchet.config import ConfigError
 from ratchet.evaluate import EvalInterrupted, EvalResult, Evaluator
 from ratchet.flywheel import registry
 from ratchet.flywheel.agreement import judge_checker_agreement
@@ -29,15 +29,13 @@ from ratchet.flywheel.card import card_markdown
 from ratchet.flywheel.config import DECISION_KEYS, FlywheelConfig, parse_flywheel
 from ratchet.flywheel.contamination import index_for_suite
 from ratchet.flywheel.datasets import (
-    PAIR,
-    SFT,
     Example,
     Provenance,
     TrainingData,
     dataset_hash,
     export,
-    mix_generations,
     no_data_reason,
+    training_mix,
 )
 from ratchet.flywheel.filter import (
     filter_examples,
@@ -53,6 +51,7 @@ from ratchet.flywheel.filter import (
 from ratchet.flywheel.generate import failed_rollouts, generation_seed, rationalize, sampling_harness
 from ratchet.flywheel.generate import generate as generate_rollouts
 from ratchet.flywheel.judging import compare_pairs, verify_all
+from ratchet.flywheel.model_pool import ModelPool
 from ratchet.flywheel.promote import Comparison, compare, final_report, lesson_for
 from ratchet.flywheel.rlaif import Judged, has_checker, rlaif_pairs
 from ratchet.flywheel.train import TRAIN_CONFIG_FILE, TrainInterrupted, TrainResult, train_grpo, train_model
@@ -62,7 +61,6 @@ from ratchet.ledger.flywheel_store import FlywheelStore
 from ratchet.loop.control import StopControl
 from ratchet.loop.holdout import Thresholdout
 from ratchet.loop.memory import lesson_text
-from ratchet.models import build_model
 from ratchet.models.base import ChatModel
 from ratchet.project import Project, make_services
 from ratchet.suites.base import split_of
@@ -114,7 +112,7 @@ class Flywheel:
         self.progress = progress or _no_progress
         self.handle_sigint = handle_sigint
         self.tracking = configure(self.cfg.tracking, self.cfg.root, self.say)  # checked before a run is opened
-        self.train_fn, self.model_factory = train_fn, model_factory
+        self.train_fn = train_fn
         self.harness: Harness = load_harness(self.cfg.harness_dir)
         self.gen_harness = sampling_harness(self.harness, self.fw.temperature)
         self.harness_commit = git_commit(self.cfg.harness_dir)
@@ -136,32 +134,11 @@ class Flywheel:
         if self.unchecked and self.fw.judge is None:
             raise ConfigError(f"{len(self.unchecked)} train tasks have no checker (e.g. {min(self.unchecked)!r}), so "
                               "their rollouts need an AI judge: add a [flywheel.judge] table (docs/flywheel.md)")
-        self._models: dict[str, ChatModel] = {self.cfg.model.name: project.model}
-
-    # -- models ------------------------------------------------------------------------------------
-    def model(self, name: str) -> ChatModel:
-        if name not in self._models:
-            if self.model_factory is not None:
-                self._models[name] = self.model_factory(name)
-            else:
-                update: dict[str, Any] = {"name": name}
-                if self.cfg.model.backend == "vllm":  # a checkpoint trained here: a server ratchet starts for it
-                    update["base_url"] = None
-                section = self.cfg.model.model_copy(update=update)
-                self._models[name] = build_model(section, self.cfg.root, self.cfg.state_dir / "cache.sqlite")
-        return self._models[name]
-
-    async def release(self, name: str) -> None:
-        if name != self.cfg.model.name and name in self._models:
-            await self._models.pop(name).aclose()
+        self.models = ModelPool(self.cfg, project.model, model_factory)
 
     def evaluator(self, name: str) -> Evaluator:
-        return Evaluator(self.p.suite, make_services(self.cfg, self.model(name)), self.p.ledger, self.cfg.eval.concurrency)
-
-    def weights_dir(self, name: str) -> Path:
-        from ratchet.models.gguf import resolve_local_model
-
-        return registry.registry_model_dir(self.cfg.root, name) or resolve_local_model(name)
+        return Evaluator(self.p.suite, make_services(self.cfg, self.models.get(name)), self.p.ledger,
+                         self.cfg.eval.concurrency)
 
     # -- the run -----------------------------------------------------------------------------------
     def _open_run(self, resume: bool, generations: int) -> tuple[str, int]:
@@ -285,7 +262,7 @@ class Flywheel:
                     seen.add(traj.task_id)
                     failed.append((self._task(traj.task_id), traj))
             temperature = fw.temperature if fw.temperature is not None else 0.7
-            hinted = await rationalize(self.model(current), self.p.suite, failed[: fw.star_max_tasks], temperature,
+            hinted = await rationalize(self.models.get(current), self.p.suite, failed[: fw.star_max_tasks], temperature,
                                        generation_seed(fw.seed, g), self.split.get)
             star = [(t, verdict_for(t, fw.min_score, None, 0.0, fw.drop_tool_errors, fw.drop_loops)) for t in hinted]
         return verdicts, star
@@ -343,7 +320,7 @@ class Flywheel:
 
     async def _train(self, current: str, name: str, sft: list[Example], pairs: list[Example],
                      trajs: list[Trajectory], control: StopControl) -> TrainResult:
-        out, base = registry.model_dir(self.cfg.root, name), self.weights_dir(current)
+        out, base = registry.model_dir(self.cfg.root, name), self.models.weights_dir(current)
         if not self.fw.train.grpo:
             return await asyncio.to_thread(self.train_fn, base, sft, pairs, self.fw.train, out, self.say,
                                            control.should_stop)
@@ -380,7 +357,7 @@ class Flywheel:
         self._lesson(g, name, cmp, counts)
         self.say(f"generation {g}: {status} {name}: {cmp.reason}")
         kept, dropped = (name, current) if cmp.promoted else (current, name)
-        await self.release(dropped)
+        await self.models.release(dropped)
         return kept
 
     def _agreement(self, g: int, rollouts: list, counts: dict[str, Any]) -> None:
@@ -398,13 +375,7 @@ class Flywheel:
         if j is None:
             return None
         text = j.text or (self.cfg.root / j.path).read_text()
-        if isinstance(j.model, dict):  # a [model]-style table: any backend, e.g. a stronger model behind an API
-            if "judge" not in self._models:
-                section = ModelSection.model_validate(j.model)
-                self._models["judge"] = build_model(section, self.cfg.root, self.cfg.state_dir / "cache.sqlite")
-            model = self._models["judge"]
-        else:
-            model = self.model(j.model or current)
+        model = self.models.judge(j.model) if isinstance(j.model, dict) else self.models.get(j.model or current)
         return Judge(model, j, text)
 
     def _task(self, task_id: str) -> Task:
@@ -428,16 +399,8 @@ class Flywheel:
     def training_set(self, g: int) -> tuple[list[Example], list[Example], dict[str, int]]:
         """Fresh kept examples of generation g plus earlier generations' kept data at the fresh ratio."""
         rows = self.store.examples(self.run_id, status="kept", max_generation=g)
-        ex = [(r["generation"], Example.from_json(r["data"]["example"])) for r in rows]
-        out: dict[str, list[Example]] = {}
-        stats: dict[str, int] = {}
-        for kind, label in ((SFT, "sft"), (PAIR, "pairs")):
-            fresh = [e for gen, e in ex if gen == g and e.kind == kind]
-            old = [e for gen, e in ex if gen < g and e.kind == kind]
-            out[kind] = mix_generations(fresh, old, self.fw.fresh_ratio, seed=self.fw.seed + g)
-            stats[f"{label}_fresh"], stats[f"{label}_old"] = len(fresh), len(out[kind]) - len(fresh)
-        method = self.fw.train.method
-        return (out[SFT] if method in ("sft", "both") else [], out[PAIR] if method in ("dpo", "both") else [], stats)
+        kept = [(r["generation"], Example.from_json(r["data"]["example"])) for r in rows]
+        return training_mix(kept, g, self.fw.fresh_ratio, self.fw.seed, self.fw.train.method)
 
     def model_name(self, g: int) -> str:
         project = re.sub(r"[^A-Za-z0-9._-]", "-", self.cfg.project.name).strip(".-") or "model"
@@ -467,8 +430,7 @@ class Flywheel:
         return path
 
     async def aclose(self) -> None:
-        for name in list(self._models):
-            await self.release(name)
+        await self.models.aclose()
 
 
 @contextmanager
