@@ -298,3 +298,24 @@ def test_boxes_inside_a_box_can_start_threads() -> None:
     res = asyncio.run(outer.run(python_argv("main.py"), files={"main.py": _NESTED}, ro_binds=[ratchet_source()]))
     assert res.returncode == 0, res.stderr[-2000:]
     assert json.loads(res.stdout.strip().splitlines()[-1]) == ["ok"] * 24
+
+
+@needs_bwrap
+@pytest.mark.parametrize("prlimit", [True, False], ids=["prlimit", "preexec_fn"])
+def test_the_box_runs_under_the_same_limits_whichever_sets_them(prlimit: bool, monkeypatch: pytest.MonkeyPatch) -> None:
+    """prlimit's exec (vfork-able, the default) and the preexec_fn fallback give the program the same limits."""
+    import ratchet.sandbox.box as box
+    from ratchet.sandbox.host import box_rlimits
+
+    if not prlimit:
+        monkeypatch.setattr(box, "PRLIMIT", None)
+    elif box.PRLIMIT is None:
+        pytest.skip("prlimit (util-linux) is not installed")
+    code = ("import json, resource\nnames = {'cpu': 'CPU', 'as': 'AS', 'nproc': 'NPROC', 'fsize': 'FSIZE', 'core': 'CORE'}\n"
+            "print(json.dumps({k: resource.getrlimit(getattr(resource, 'RLIMIT_' + v)) for k, v in names.items()}))")
+    limits = {"memory_mb": 300, "cpu_s": 7, "file_mb": 3}
+    r = run_py(code, "bwrap", **limits)
+    assert r.returncode == 0, r.stderr
+    got = {k: tuple(v) for k, v in json.loads(r.stdout).items()}
+    want = box_rlimits(SandboxLimits(**{"wall_s": 10.0, **limits}), got["nproc"][0])
+    assert got == want

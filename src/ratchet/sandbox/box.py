@@ -15,11 +15,13 @@ from pathlib import Path
 
 from ratchet.sandbox.command import BWRAP, INSIDE_WORKDIR, SandboxLimits, SandboxResult, base_env, bwrap_argv, describe_end
 from ratchet.sandbox.host import (
+    PRLIMIT,
     bwrap_works,
     fresh_uid,
     hidden_dirs,
     make_workdir,
     nproc_limit,
+    prlimit_argv,
     release_uid,
     remove_tree,
     rlimit_preexec,
@@ -90,10 +92,15 @@ class Sandbox:
             run_env, cwd, isolate_net = {}, None, False
         else:
             cmd, run_env, cwd, isolate_net = list(argv), base_env(str(workdir), env), workdir, not self.network
+        nproc = nproc_limit(self.limits, uid is None)
+        preexec = None
+        if PRLIMIT and not isolate_net:
+            cmd = [*prlimit_argv(self.limits, nproc), *cmd]
+        else:  # a net namespace needs a call in the child
+            preexec = rlimit_preexec(self.limits, isolate_net, nproc)
         return await asyncio.create_subprocess_exec(
             *cmd, stdin=stdin, stdout=subprocess.PIPE, stderr=subprocess.PIPE, env=run_env, cwd=cwd,
-            start_new_session=True, preexec_fn=rlimit_preexec(self.limits, isolate_net, nproc_limit(self.limits, uid is None)),
-            limit=limit,
+            start_new_session=True, preexec_fn=preexec, limit=limit,
         )  # fmt: skip
 
     def _owner(self) -> int | None:

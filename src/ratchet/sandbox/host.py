@@ -50,19 +50,39 @@ def nproc_limit(limits: SandboxLimits, own_uid: bool) -> int:
     return room if ours == resource.RLIM_INFINITY else min(ours, room)
 
 
+PRLIMIT = shutil.which("prlimit")  # util-linux: sets the limits and execs the box, so no Python runs between fork and exec
+_RESOURCES = {"cpu": resource.RLIMIT_CPU, "as": resource.RLIMIT_AS, "nproc": resource.RLIMIT_NPROC,
+              "fsize": resource.RLIMIT_FSIZE, "core": resource.RLIMIT_CORE}
+
+
+def box_rlimits(limits: SandboxLimits, nproc: int) -> dict[str, tuple[int, int]]:
+    """The child's (soft, hard) limits by prlimit's resource name; no address-space cap beside a GPU (CUDA maps
+    far more virtual memory than it uses)."""
+    mem, fsize = limits.memory_mb * 1024 * 1024, limits.file_mb * 1024 * 1024
+    out = {"cpu": (limits.cpu_s, limits.cpu_s + 1)}
+    if not limits.gpu_devices:
+        out["as"] = (mem, mem)
+    out.update(nproc=(nproc, nproc), fsize=(fsize, fsize), core=(0, 0))
+    return out
+
+
+def prlimit_argv(limits: SandboxLimits, nproc: int) -> list[str]:
+    """`prlimit --cpu=S:H ... --`: prefixed to the box's command line, it sets the limits in the child and execs
+    the rest. With no preexec_fn, Python forks with vfork: a fork of a parent holding a loaded model costs
+    milliseconds per box, and an episode is a box."""
+    assert PRLIMIT is not None
+    return [PRLIMIT, *(f"--{name}={soft}:{hard}" for name, (soft, hard) in box_rlimits(limits, nproc).items()), "--"]
+
+
 def rlimit_preexec(limits: SandboxLimits, isolate_net: bool, nproc: int):
-    """The function run in the child between fork and exec: limits, then (rlimit backend) a net namespace."""
-    mem = limits.memory_mb * 1024 * 1024
-    fsize = limits.file_mb * 1024 * 1024
+    """The function run in the child between fork and exec where prlimit cannot serve: the limits, then (rlimit
+    backend) a net namespace."""
+    rlimits = box_rlimits(limits, nproc)
     uid, gid = os.getuid(), os.getgid()
 
     def preexec() -> None:
-        resource.setrlimit(resource.RLIMIT_CPU, (limits.cpu_s, limits.cpu_s + 1))
-        if not limits.gpu_devices:
-            resource.setrlimit(resource.RLIMIT_AS, (mem, mem))
-        resource.setrlimit(resource.RLIMIT_NPROC, (nproc, nproc))
-        resource.setrlimit(resource.RLIMIT_FSIZE, (fsize, fsize))
-        resource.setrlimit(resource.RLIMIT_CORE, (0, 0))
+        for name, pair in rlimits.items():
+            resource.setrlimit(_RESOURCES[name], pair)
         if isolate_net:
             _enter_empty_net_namespace(uid, gid)
 
