@@ -185,15 +185,16 @@ def test_(project: Path = ProjectArg,
     (dev, holdout, test with intervals), which is printed with what it says about the rounds' confirmations."""
     from ratchet.evolve.sealed import unseal as do_unseal
 
-    proj = open_full(project)
-    run_id = run_id_for(proj, run)
-    previous = len(proj.ledger.events(run_id, "unseal"))
+    record = open_record(project)  # the refusals read the ledger only: no model is loaded to say no
+    run_id = run_id_for(record, run)
+    previous = len(record.ledger.events(run_id, "unseal"))
     if not unseal:
         fail(f"the test split is sealed (unsealed {previous} time(s) so far for {run_id}); pass --unseal to score it")
-    status = (proj.ledger.run(run_id) or {}).get("status")
+    status = (record.ledger.run(run_id) or {}).get("status")
     if status == "running" and not unfinished:  # a look at the sealed split is spent on a best that may still move
         fail(f"run {run_id} has not finished (status running: still in progress, or it ended on an error); finish it "
              f"with `ratchet evolve {project} --resume`, or pass --unfinished to unseal its best so far (recorded)")
+    proj = open_full(project)
 
     async def go():
         try:
