@@ -140,6 +140,14 @@ def test_server_ignoring_n_gets_asked_again(serve):
     assert [r["body"]["seed"] for r in fake.requests] == [10, 11, 12]
 
 
+def test_greedy_n_is_one_request_repeated(serve):
+    """vLLM refuses n > 1 at temperature 0 (HTTP 400); greedy completions are identical, so one is asked for."""
+    fake, url = serve(lambda i: Reply(body=ok_body(("same",), 4, 6)))
+    out = chat(make(url), SamplingParams(n=5, temperature=0.0))
+    assert out.texts == ["same"] * 5 and out.completion_tokens == 6  # the tokens generated, once
+    assert [r["body"]["n"] for r in fake.requests] == [1]
+
+
 def test_retries_429_then_succeeds_honouring_retry_after(serve):
     fake, url = serve(lambda i: Reply(429, b'{"error":"slow down"}', {"Retry-After": "0.3"}) if i == 0 else Reply())
     t0 = time.perf_counter()

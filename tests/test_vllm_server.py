@@ -108,6 +108,7 @@ def test_openai_sdk_backend_on_real_vllm(server, tmp_path):
     greedy = call(model, SamplingParams(max_tokens=24))
     assert greedy.text and greedy.prompt_tokens > 10 and 0 < greedy.completion_tokens <= 24
     assert call(model, SamplingParams(max_tokens=24)).text == greedy.text  # greedy, one request at a time
+    assert call(model, SamplingParams(max_tokens=24, n=3)).texts == [greedy.text] * 3  # vLLM refuses greedy n > 1
     assert call(model, SamplingParams(max_tokens=3)).completion_tokens == 3
     # top_k (vLLM's extension, sent in extra_body) really arrives: top_k = 1 samples the greedy text
     assert call(model, SamplingParams(max_tokens=24, temperature=1.0, top_k=1, seed=5)).text == greedy.text

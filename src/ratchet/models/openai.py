@@ -214,15 +214,19 @@ class OpenAIModel:
         texts: list[str] = []
         calls: list[dict[str, Any]] = []
         prompt_tokens = completion_tokens = 0
+        # n greedy completions are one completion n times, and vLLM refuses to be asked for them
+        # ("n must be 1 when using greedy sampling"): ask for one and repeat it
+        wanted = 1 if params.temperature == 0 else params.n
         # some servers (llama.cpp, Ollama) ignore n and return one choice: ask again for the rest
-        while len(texts) < params.n:
+        while len(texts) < wanted:
             seed = None if params.seed is None else params.seed + len(texts)
-            asked = SamplingParams(**{**params.to_json(), "seed": seed, "n": params.n - len(texts)})
+            asked = SamplingParams(**{**params.to_json(), "seed": seed, "n": wanted - len(texts)})
             reply = await self._post(messages, {**request_kwargs(asked, asked.n), **extra})
             calls = calls if texts else reply.tool_calls
             texts += reply.texts[: asked.n]
             prompt_tokens = prompt_tokens or reply.prompt_tokens
             completion_tokens += reply.completion_tokens
+        texts *= params.n // wanted
         completion = Completion(texts=texts, prompt_tokens=prompt_tokens, completion_tokens=completion_tokens,
                                 tool_calls=calls)
         return tool_prompt.read_reply(completion, tools) if tools is not None and not extra else completion
