@@ -79,6 +79,68 @@ def test_timeout_kills_spinning_harness(harness_factory, services):
     assert t.error.startswith("timeout") and t.failure_signal == "timeout" and t.seconds < 6
 
 
+class SlowModel:
+    """Answers like the fake arithmetic model, after `delay_s`: a busy server's queue, or one still starting."""
+
+    def __init__(self, inner, delay_s: float):
+        self.inner, self.delay_s = inner, delay_s
+
+    async def chat(self, messages, params):
+        await asyncio.sleep(self.delay_s)
+        return await self.inner.chat(messages, params)
+
+    async def aclose(self) -> None:
+        pass
+
+
+def test_waits_on_the_model_do_not_count_against_the_timeout(harness_factory, services):
+    services.limits = type(services.limits)(max_steps=6, max_tokens=500, timeout_s=1.0, loop_repeats=3)
+    services.model = SlowModel(services.model, delay_s=0.8)
+    h = harness_factory(
+        "import asyncio\n"
+        "async def solve(task, ctx):\n"
+        "    a, b = await asyncio.gather(ctx.allm('1 + 1'), ctx.allm('2 + 2'))\n"  # two calls outstanding at once
+        "    return a + b + await ctx.allm('1 + 2')\n"
+    )
+    t = episode(h, services)
+    assert t.error is None and t.output == "243" and t.seconds > 1.6  # 1.6 s of waits, under 1 s of its own
+
+
+def test_the_harness_own_time_between_model_calls_adds_up_to_the_timeout(harness_factory, services):
+    services.limits = type(services.limits)(max_steps=6, max_tokens=500, timeout_s=1.5, loop_repeats=3)
+    services.model = SlowModel(services.model, delay_s=0.5)
+    h = harness_factory(
+        "import time\n"
+        "def solve(task, ctx):\n"
+        "    for i in range(5):\n"
+        "        ctx.llm(f'{i} + 1')\n"
+        "        time.sleep(0.6)\n"  # 0.6 s of its own after each call: past 1.5 s in the third
+        "    return 'never'\n"
+    )
+    t = episode(h, services)
+    assert t.failure_signal == "timeout" and "own time" in t.error and len(t.messages) == 3
+
+
+def test_the_clock_stops_while_any_model_call_is_outstanding():
+    from ratchet.harness.clock import EpisodeClock
+
+    now = [0.0]
+
+    async def go():
+        clock = EpisodeClock(5.0, now=lambda: now[0])
+        now[0] = 1.0
+        with clock.waiting():
+            now[0] = 3.0
+            with clock.waiting():
+                now[0] = 4.0
+            now[0] = 10.0
+        assert clock.spent() == 1.0
+        now[0] = 12.0
+        assert clock.spent() == 3.0
+
+    run(go())
+
+
 def test_crash_and_missing_solve_are_recorded(harness_factory, services):
     t = episode(harness_factory("def solve(task, ctx):\n    raise ValueError('boom')\n"), services)
     assert "ValueError: boom" in t.error and "boom" in t.log

@@ -59,7 +59,7 @@ def test_kill_9_of_ratchet_leaves_no_vllm_process(tmp_path):
     project = write_project(tmp_path / "proj", 'backend = "vllm"\nname = "smollm2-135m"')
     log = tmp_path / "ratchet.log"
     with open(log, "w") as out:
-        proc = subprocess.Popen(ratchet_cmd("eval", str(project), "--limit", "2"), stdout=out, stderr=subprocess.STDOUT)
+        proc = subprocess.Popen(ratchet_cmd("eval", str(project), "--limit", "40"), stdout=out, stderr=subprocess.STDOUT)
     try:
         deadline = time.monotonic() + START_S
         while "vLLM: ready" not in log.read_text():

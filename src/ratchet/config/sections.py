@@ -89,7 +89,7 @@ class EvalSection(Section):
     limit: int | None = Field(default=None, ge=1)
     max_steps: int = Field(default=8, ge=1)  # model/skill calls per episode
     max_tokens: int = Field(default=4096, ge=1)  # tokens per episode
-    timeout_s: float = Field(default=120.0, gt=0)  # wall time per episode
+    timeout_s: float = Field(default=120.0, gt=0)  # an episode's own wall time; its waits on the model not counted
     loop_repeats: int = Field(default=3, ge=2)  # identical (or near-identical) actions in a row that end an episode
     loop_window: int = Field(default=8, ge=0)  # recent actions searched for an A-B-A-B cycle; 0 = no cycle rule
     loop_similarity: float = Field(default=0.95, gt=0, le=1)  # difflib ratio of a near-repeat; 1 = no near rule

@@ -18,6 +18,7 @@ from pathlib import Path
 from typing import Any
 
 from ratchet.harness.budget import EpisodeBudget, EpisodeLimits
+from ratchet.harness.clock import EpisodeClock
 from ratchet.harness.loader import Harness
 from ratchet.models.base import ChatModel, ModelUnavailable, ask
 from ratchet.sandbox import PIPE_LIMIT, Sandbox, SandboxLimits, python_argv
@@ -67,6 +68,7 @@ class _Episode:
         self.harness, self.task, self.svc, self.seed = harness, task, services, seed
         self.traj = Trajectory(task_id=task.id, epoch=epoch, seed=seed)
         self.budget = EpisodeBudget(services.limits)
+        self.clock = EpisodeClock(services.limits.timeout_s)
         self.calls = 0
         self.ended = asyncio.Event()
         self.unavailable: ModelUnavailable | None = None
@@ -126,7 +128,8 @@ class _Episode:
         params = SamplingParams.from_json(raw)
         messages = list(msg.get("messages") or [])
         tools = _tools(msg.get("tools"))
-        completion = await ask(self.svc.model, messages, params, tools)
+        with self.clock.waiting():
+            completion = await ask(self.svc.model, messages, params, tools)
         self.budget.charge(completion.prompt_tokens + completion.completion_tokens)
         self.traj.tokens = self.budget.tokens
         self.traj.prompt_tokens += completion.prompt_tokens
@@ -193,30 +196,48 @@ async def _pump_replies(proc: asyncio.subprocess.Process, episode: _Episode) -> 
         if proc.stdin and not proc.stdin.is_closing():
             proc.stdin.write((json.dumps(obj) + "\n").encode())
 
-    while not episode.ended.is_set():
-        try:
-            line = await proc.stdout.readline()
-        except ValueError:  # one line over the pipe limit: the program, not the parent, must pay for it
-            episode.end(f"crash: the harness process wrote a protocol message over {PIPE_LIMIT // 2**20} MiB "
-                        "(an answer or request that large is refused)")
-            break
-        if not line:
-            await proc.wait()
-            episode.end(f"crash: the harness process {exit_words(proc.returncode)} before finishing")
-            break
-        try:
-            msg = json.loads(line)
-        except json.JSONDecodeError:
-            episode.end("crash: the harness process wrote something that is not a protocol message")
-            break
-        if msg.get("op") == "done":  # handled in line, so the exit that follows is not taken for a crash
-            await episode.handle(msg, reply)
-            break
-        t = asyncio.create_task(episode.handle(msg, reply))
-        tasks.add(t)
-        t.add_done_callback(tasks.discard)
-    for t in tasks:
-        t.cancel()
+    try:
+        while not episode.ended.is_set():
+            try:
+                line = await proc.stdout.readline()
+            except ValueError:  # one line over the pipe limit: the program, not the parent, must pay for it
+                episode.end(f"crash: the harness process wrote a protocol message over {PIPE_LIMIT // 2**20} MiB "
+                            "(an answer or request that large is refused)")
+                break
+            if not line:
+                await proc.wait()
+                episode.end(f"crash: the harness process {exit_words(proc.returncode)} before finishing")
+                break
+            try:
+                msg = json.loads(line)
+            except json.JSONDecodeError:
+                episode.end("crash: the harness process wrote something that is not a protocol message")
+                break
+            if msg.get("op") == "done":  # handled in line, so the exit that follows is not taken for a crash
+                await episode.handle(msg, reply)
+                break
+            t = asyncio.create_task(episode.handle(msg, reply))
+            tasks.add(t)
+            t.add_done_callback(tasks.discard)
+    finally:  # also on the timeout's cancel: no model call of a finished episode goes on
+        for t in tasks:
+            t.cancel()
+
+
+async def _serve_until_done_or_timeout(proc: asyncio.subprocess.Process, episode: _Episode) -> None:
+    pump = asyncio.create_task(_pump_replies(proc, episode))
+    watchdog = asyncio.create_task(episode.clock.run_out())
+    try:
+        done, _ = await asyncio.wait({pump, watchdog}, return_when=asyncio.FIRST_COMPLETED)
+    finally:  # cancelled from outside too: neither task outlives the episode
+        for t in (pump, watchdog):
+            t.cancel()
+        await asyncio.gather(pump, watchdog, return_exceptions=True)
+    if pump in done:
+        pump.result()  # a bug in serving is raised, not taken for the program's failure
+    else:
+        episode.end(f"timeout: the episode ran past {episode.clock.limit_s:g}s of its own time "
+                    "(time waiting on the model is not counted)")
 
 
 async def run_episode(harness: Harness, task: Task, services: EpisodeServices, seed: int, epoch: int = 0) -> Trajectory:
@@ -228,11 +249,7 @@ async def run_episode(harness: Harness, task: Task, services: EpisodeServices, s
     async with await services.sandbox.spawn(python_argv("worker.py"), files=files) as box:
         proc = box.proc
         proc.stdin.write((json.dumps(ep.setup_message()) + "\n").encode())
-        try:
-            async with asyncio.timeout(services.limits.timeout_s):
-                await _pump_replies(proc, ep)
-        except TimeoutError:
-            ep.end(f"timeout: the episode ran past {services.limits.timeout_s:g}s")
+        await _serve_until_done_or_timeout(proc, ep)
         await box.kill()
         log = box.stderr_text()
     if ep.unavailable is not None:  # raised, so the evaluator stops without recording a false failure
