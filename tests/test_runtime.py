@@ -93,9 +93,13 @@ class SlowModel:
         pass
 
 
+def slow_model(services, timeout_s: float, delay_s: float) -> None:
+    services.limits = type(services.limits)(max_steps=6, max_tokens=500, timeout_s=timeout_s, loop_repeats=3)
+    services.model = SlowModel(services.model, delay_s)
+
+
 def test_waits_on_the_model_do_not_count_against_the_timeout(harness_factory, services):
-    services.limits = type(services.limits)(max_steps=6, max_tokens=500, timeout_s=1.0, loop_repeats=3)
-    services.model = SlowModel(services.model, delay_s=0.8)
+    slow_model(services, timeout_s=1.0, delay_s=0.8)
     h = harness_factory(
         "import asyncio\n"
         "async def solve(task, ctx):\n"
@@ -107,8 +111,7 @@ def test_waits_on_the_model_do_not_count_against_the_timeout(harness_factory, se
 
 
 def test_the_harness_own_time_between_model_calls_adds_up_to_the_timeout(harness_factory, services):
-    services.limits = type(services.limits)(max_steps=6, max_tokens=500, timeout_s=1.5, loop_repeats=3)
-    services.model = SlowModel(services.model, delay_s=0.5)
+    slow_model(services, timeout_s=1.5, delay_s=0.5)
     h = harness_factory(
         "import time\n"
         "def solve(task, ctx):\n"
