@@ -1,6 +1,7 @@
 """ratchet's loop vs plain Optuna TPE and random search, at the same rollout budget, on one project.
 
     python bench/loop_efficiency.py [--project examples/arithmetic] [--rounds 8] [--only-knobs temperature,max_tokens]
+                                    [--backend vllm]
 
 The baselines do what most optimisers of prompts and knobs do: evaluate each trial once on dev and keep
 the best dev mean. ratchet keeps a change only on a paired test confirmed on holdout. All three search the
@@ -10,6 +11,7 @@ kept, and the gap between its dev gain and its test gain (how much of its gain w
 
 `--only-knobs` searches only the named knobs (no skill switches): on the arithmetic example that takes
 away the calculator, which every method finds at once, and leaves knobs whose effects are near noise.
+`--backend` sets the copied project's `[model] backend` (vllm: the same model, served faster on 2 cores).
 """
 
 from __future__ import annotations
@@ -22,6 +24,7 @@ import time
 from pathlib import Path
 
 import optuna
+import tomlkit
 
 from ratchet.evolve.run import EvolveOptions, evolve
 from ratchet.harness.loader import harness_from_files, load_harness
@@ -54,6 +57,13 @@ async def baseline(project, sampler: optuna.samplers.BaseSampler, trials: int, s
     return best, best_dev
 
 
+def set_backend(project_dir: Path, backend: str) -> None:
+    path = project_dir / "ratchet.toml"
+    doc = tomlkit.parse(path.read_text())
+    doc["model"]["backend"] = backend
+    path.write_text(tomlkit.dumps(doc))
+
+
 def restrict_knobs(project_dir: Path, names: list[str]) -> None:
     """Keep only `names` in the copied harness's params.toml, and no skill switches."""
     from ratchet.config import load_project
@@ -72,6 +82,8 @@ async def run(args: argparse.Namespace) -> None:
     shutil.copytree(ROOT / args.project, work / "p", ignore=shutil.ignore_patterns(".ratchet", "memory.md"))
     if args.only_knobs:
         restrict_knobs(work / "p", args.only_knobs.split(","))
+    if args.backend:
+        set_backend(work / "p", args.backend)
     project = open_project(work / "p")
     seed_harness = load_harness(project.cfg.harness_dir)
     rows = []
@@ -92,8 +104,8 @@ async def run(args: argparse.Namespace) -> None:
             best, best_dev = await baseline(project, sampler, trials, seed_harness)
             rows.append((name, best, best_dev - seed_dev, trials * n_dev, time.time() - t0))
         space = f"knobs {args.only_knobs}" if args.only_knobs else "all knobs and skills"
-        print(f"\nproject {args.project} ({space}), model {project.model.name}; seed harness: dev {seed_dev:.3f}, "
-              f"test {seed_test:.3f}")
+        print(f"\nproject {args.project} ({space}), model {project.model.name} on {project.cfg.model.backend}; "
+              f"seed harness: dev {seed_dev:.3f}, test {seed_test:.3f}")
         print(f"{'method':<30} {'rollouts':>8} {'dev gain':>9} {'holdout':>8} {'test':>7} {'test gain':>10} {'gap':>7} {'s':>6}")
         for name, harness, dev_gain, rollouts, secs in rows:
             hold = await score(project, harness, "holdout", seed=10_007)
@@ -113,6 +125,7 @@ def main() -> None:
     ap.add_argument("--rounds", type=int, default=8)
     ap.add_argument("--seed", type=int, default=0)
     ap.add_argument("--only-knobs", default="", help="comma-separated knobs to search (default: all, and the skills)")
+    ap.add_argument("--backend", default="", help="the engine for the project's model (default: the project's own)")
     asyncio.run(run(ap.parse_args()))
 
 
