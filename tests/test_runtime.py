@@ -200,3 +200,23 @@ def test_many_concurrent_episodes_are_independent(harness_factory, services):
 
     outs = [t.output for t in run(all_())]
     assert outs == [str(2 * i) for i in range(12)]
+
+
+def test_a_cancelled_episode_ends_at_once(harness_factory, services):
+    from ratchet.harness.runtime import run_episode
+
+    slow_model(services, timeout_s=30.0, delay_s=30.0)
+    h = harness_factory("def solve(task, ctx):\n    return ctx.llm(task.input)\n")
+
+    async def go():
+        started = asyncio.get_running_loop().time()
+        t = asyncio.create_task(run_episode(h, Task("t1", "Calculate 2 + 3."), services, 0))
+        await asyncio.sleep(1.0)  # the harness is waiting on its model call
+        t.cancel()
+        try:
+            await t
+        except asyncio.CancelledError:
+            pass
+        return asyncio.get_running_loop().time() - started
+
+    assert run(go()) < 5  # not the 30 s the model call would take
