@@ -108,6 +108,14 @@ def test_rows_joining_a_running_batch_get_the_texts_they_get_alone(model):
 
 
 @pytest.mark.slow
+def test_greedy_samples_are_one_decode_repeated(model):
+    one = asyncio.run(model.chat(user("What is 2+3?"), SamplingParams(max_tokens=12)))
+    many = asyncio.run(model.chat(user("What is 2+3?"), SamplingParams(max_tokens=12, n=3)))
+    assert many.texts == one.texts * 3
+    assert many.completion_tokens == one.completion_tokens  # the identical rows were never decoded
+
+
+@pytest.mark.slow
 def test_seeded_samples_are_reproducible_whatever_the_batch(model):
     params = SamplingParams(temperature=1.0, max_tokens=16, seed=7, n=2)
 

@@ -56,9 +56,17 @@ def test_local_rows_carry_every_sampling_parameter():
     model.name = "x"
     model.step_model = type("Step", (), {"context_len": 100})()
     params = SamplingParams(max_tokens=9, seed=3, top_k=5, frequency_penalty=0.5, presence_penalty=-0.5,
-                            repetition_penalty=1.1, n=2)
+                            repetition_penalty=1.1, n=2, temperature=0.5)
     rows = model.rows_for([1, 2, 3], params)
     assert [(r.top_k, r.frequency_penalty, r.presence_penalty, r.repetition_penalty) for r in rows] == [(5, 0.5, -0.5, 1.1)] * 2
+
+
+def test_local_greedy_samples_decode_one_row():
+    model = LocalModel.__new__(LocalModel)
+    model.name = "x"
+    model.step_model = type("Step", (), {"context_len": 100})()
+    assert len(model.rows_for([1, 2, 3], SamplingParams(n=4, temperature=0.0))) == 1
+    assert len(model.rows_for([1, 2, 3], SamplingParams(n=4, temperature=0.3))) == 4
 
 
 @pytest.mark.parametrize("body, message", [

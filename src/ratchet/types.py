@@ -88,6 +88,11 @@ class SamplingParams:
     presence_penalty: float = 0.0  # OpenAI semantics, in [-2, 2]
     repetition_penalty: float = 1.0  # vLLM / transformers semantics; 1 = off
 
+    @property
+    def distinct_samples(self) -> int:
+        """Completions a backend must really generate: n greedy completions are one completion n times."""
+        return 1 if self.temperature == 0 else self.n
+
     def __post_init__(self) -> None:
         if not 0.0 <= self.temperature <= 5.0:
             raise ValueError(f"temperature must be in [0, 5], got {self.temperature}")

@@ -182,7 +182,7 @@ class LocalModel:
                 presence_penalty=params.presence_penalty,
                 repetition_penalty=params.repetition_penalty,
             )
-            for k in range(params.n)
+            for k in range(params.distinct_samples)  # greedy rows would all be the same: decode one
         ]
 
     async def chat(self, messages: list[Message], params: SamplingParams, tools: Tools | None = None) -> Completion:
@@ -192,7 +192,7 @@ class LocalModel:
         prompt_ids = self.step_model.encode_chat(messages)
         results = await self.batcher.submit(self.rows_for(prompt_ids, params))
         completion = Completion(
-            texts=[r.text for r in results],
+            texts=[r.text for r in results] * (params.n // len(results)),
             prompt_tokens=len(prompt_ids),
             completion_tokens=sum(r.completion_tokens for r in results),
         )

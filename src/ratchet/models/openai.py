@@ -214,9 +214,8 @@ class OpenAIModel:
         texts: list[str] = []
         calls: list[dict[str, Any]] = []
         prompt_tokens = completion_tokens = 0
-        # n greedy completions are one completion n times, and vLLM refuses to be asked for them
-        # ("n must be 1 when using greedy sampling"): ask for one and repeat it
-        wanted = 1 if params.temperature == 0 else params.n
+        # vLLM refuses n greedy completions ("n must be 1 when using greedy sampling"): ask for one, repeat it
+        wanted = params.distinct_samples
         # some servers (llama.cpp, Ollama) ignore n and return one choice: ask again for the rest
         while len(texts) < wanted:
             seed = None if params.seed is None else params.seed + len(texts)
