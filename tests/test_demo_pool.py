@@ -4,10 +4,12 @@ train successes, recorded with its provenance, fixed across a resume, and never 
 import asyncio
 
 from conftest import fake_project, make_project_dir
+from ratchet.evaluate import EvalResult
 from ratchet.evolve import demos
 from ratchet.evolve.run import EvolveOptions, evolve
 from ratchet.ledger import Ledger
 from ratchet.suites.base import split_of
+from ratchet.types import Trajectory
 
 HARNESS = """\
 def solve(task, ctx):
@@ -68,3 +70,18 @@ def test_the_pool_comes_from_train_only_and_is_recorded(tmp_path):
     assert shown > 0, "the search tried demos > 0, so some episode must have been shown demonstrations"
     with_pool = [ev for ev in ledger.evals(outcome.run_id) if "+demos-" in ev["harness"]]
     assert with_pool and all(pool.version in ev["harness"] for ev in with_pool)
+
+
+def _rollout(task_id, reply, score):
+    return Trajectory(task_id=task_id, epoch=0, seed=0, messages=[{"replies": [reply]}], output=reply, score=score)
+
+
+def test_the_pool_puts_the_shortest_verified_replies_first():
+    replies = {"t1": ("So the answer is 7 and then 9 and then 7.", 1.0), "t2": ("8", 0.0), "t3": ("3 + 4 = 7.", 1.0),
+               "t4": ("x" * (demos.MAX_REPLY_CHARS + 1), 1.0), "t5": ("2 + 2 = 4.", 1.0), "t6": ("It is 5.", 1.0)}
+    result = EvalResult("e1", "train", 1, {t: [s] for t, (_, s) in replies.items()},
+                        [_rollout(t, r, s) for t, (r, s) in replies.items()])
+    pool = demos.pool_from_result(result, {t: f"q {t}" for t in replies}, "c0ffee", size=3)
+    # shortest first, task order on ties; the wrong and the over-long replies never enter
+    assert [d["task_id"] for d in pool.demos] == ["t6", "t3", "t5"]
+    assert pool.tried == 6 and pool.version

@@ -64,18 +64,20 @@ def install(services: EpisodeServices, pool: DemoPool | None) -> None:
 
 
 def pool_from_result(result: EvalResult, inputs: dict[str, str], commit: str, size: int = POOL_SIZE) -> DemoPool:
-    """The verified successes of an evaluation on train, in task order, with where each came from."""
-    demos = []
+    """The `size` shortest verified successes of an evaluation on train (task order among equals), with where
+    each came from. Shortest first because `ctx.demos(k)` takes the first k: a short reply shows the answer's
+    form most plainly, costs the fewest prompt tokens, and is the least likely to have been scored right by
+    accident (a checker that reads, say, the last number in a long ramble can pass a wrong derivation)."""
+    verified = []
     for traj in result.trajectories:
-        if len(demos) >= size:
-            break
         if traj.score < 1.0 or not traj.output:
             continue
         reply = traj.messages[-1]["replies"][0] if traj.messages and traj.messages[-1].get("replies") else traj.output
-        if len(reply) > MAX_REPLY_CHARS or any(d["task_id"] == traj.task_id for d in demos):
+        if len(reply) > MAX_REPLY_CHARS or any(d["task_id"] == traj.task_id for d in verified):
             continue
-        demos.append({"task_id": traj.task_id, "input": inputs[traj.task_id], "output": reply.strip(),
-                      "split": "train", "eval_id": result.eval_id, "commit": commit, "epoch": traj.epoch})
+        verified.append({"task_id": traj.task_id, "input": inputs[traj.task_id], "output": reply.strip(),
+                         "split": "train", "eval_id": result.eval_id, "commit": commit, "epoch": traj.epoch})
+    demos = sorted(verified, key=lambda d: len(d["output"]))[:size]  # sorted() is stable: task order on ties
     version = hashlib.sha256(json.dumps(demos, sort_keys=True).encode()).hexdigest()[:12] if demos else None
     return DemoPool(version, demos, tried=result.n_tasks)
 
