@@ -130,6 +130,7 @@ class Sandbox:
         workdir = make_workdir(files, uid, Path(workdir_from) if workdir_from is not None else None)
         start = time.monotonic()
         readers: asyncio.Future | None = None
+        proc: asyncio.subprocess.Process | None = None
         try:
             stdin_mode = subprocess.PIPE if stdin is not None else subprocess.DEVNULL
             proc = await self._start(argv, workdir, uid, ro_binds, env, stdin_mode, PIPE_LIMIT)
@@ -166,6 +167,8 @@ class Sandbox:
         finally:
             if readers is not None and not readers.done():  # cancelled mid-run: stop reading dead pipes
                 readers.cancel()
+            if proc is not None:
+                _release_pipes(proc)
             remove_tree(workdir)
             release_uid(uid)
 
@@ -193,12 +196,26 @@ class Sandbox:
         return SandboxProcess(proc, workdir, uid, self.limits.output_kb * 1024 if drain_stderr else None)
 
 
+def _release_pipes(proc: asyncio.subprocess.Process) -> None:
+    """Close the process's pipes now. Its transport closes itself only once every pipe reaches EOF, which a pipe
+    still held by a process that escaped the kill (a fork bomb's child) never does before the event loop ends,
+    and a transport that outlives its loop fails when collected ("Event loop is closed"). asyncio's Process has
+    no public close, hence its transport's."""
+    transport = getattr(proc, "_transport", None)
+    if transport is not None:
+        transport.close()
+
+
 async def _feed(proc: asyncio.subprocess.Process, data: bytes | None) -> None:
     if data is None or proc.stdin is None:
         return
-    with contextlib.suppress(BrokenPipeError, ConnectionResetError):
-        proc.stdin.write(data)
-        await proc.stdin.drain()
+    try:
+        with contextlib.suppress(BrokenPipeError, ConnectionResetError):
+            proc.stdin.write(data)
+            await proc.stdin.drain()
+    finally:
+        # also when the program died unread or the feeder was cancelled mid-drain: an open stdin keeps the
+        # subprocess transport alive past its event loop (pytest's "Event loop is closed" warning)
         proc.stdin.close()
 
 
