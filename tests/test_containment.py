@@ -363,7 +363,7 @@ def check_contained(st: Stage, attack: Attack, rollouts: dict[str, Trajectory], 
 @needs_bwrap
 @pytest.mark.parametrize("context", CONTEXTS)
 @pytest.mark.parametrize("attack", ATTACKS, ids=[a.name for a in ATTACKS])
-# a pipe left open by a killed program outlives the event loop; fork_bomb-humaneval caught the scorer's stdin
+# a pipe still held by an escaped child kept the transport past its event loop (fork_bomb-humaneval, before a8aab9e)
 @pytest.mark.filterwarnings("error::pytest.PytestUnraisableExceptionWarning")
 def test_attack_is_contained(attack: Attack, context: str, tmp_path: Path, loopback_server: int,
                              monkeypatch: pytest.MonkeyPatch) -> None:

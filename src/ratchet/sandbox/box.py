@@ -209,13 +209,9 @@ def _release_pipes(proc: asyncio.subprocess.Process) -> None:
 async def _feed(proc: asyncio.subprocess.Process, data: bytes | None) -> None:
     if data is None or proc.stdin is None:
         return
-    try:
-        with contextlib.suppress(BrokenPipeError, ConnectionResetError):
-            proc.stdin.write(data)
-            await proc.stdin.drain()
-    finally:
-        # also when the program died unread or the feeder was cancelled mid-drain: an open stdin keeps the
-        # subprocess transport alive past its event loop (pytest's "Event loop is closed" warning)
+    with contextlib.suppress(BrokenPipeError, ConnectionResetError):
+        proc.stdin.write(data)
+        await proc.stdin.drain()
         proc.stdin.close()
 
 
@@ -261,6 +257,7 @@ class SandboxProcess:
                 with contextlib.suppress(asyncio.TimeoutError, asyncio.CancelledError):
                     await asyncio.wait_for(self._stderr_task, _DRAIN_GRACE_S)
         finally:  # even when cancelled while waiting: the dir must not outlive the process
+            _release_pipes(self.proc)
             remove_tree(self.workdir)
             release_uid(self._uid)
 
